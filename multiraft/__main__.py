@@ -1,0 +1,5 @@
+"""``python -m multiraft`` runs the command-line interface."""
+
+from multiraft.cli.main import app
+
+app()

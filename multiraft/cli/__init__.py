@@ -1,0 +1,1 @@
+"""The ``multiraft`` command-line interface (typer), one file per command group."""

@@ -1,0 +1,39 @@
+"""Entry point of the ``multiraft`` command: the root typer app and its groups."""
+
+from __future__ import annotations
+
+import typer
+
+from multiraft import __version__
+from multiraft.cli.bench import bench_app
+
+app = typer.Typer(
+    name="multiraft",
+    help="multiraft: a sharded, replicated key-value storage engine.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+app.add_typer(bench_app, name="bench")
+
+
+@app.command()
+def version() -> None:
+    """Print the multiraft version."""
+    typer.echo(f"multiraft {__version__}")
+
+
+def _version_callback(value: bool) -> None:
+    if value:
+        typer.echo(f"multiraft {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def main(
+    show_version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_version_callback,
+        is_eager=True,
+    ),
+) -> None:
+    """multiraft: a sharded, replicated key-value storage engine."""
