@@ -1,0 +1,1 @@
+"""Benchmarks behind ``multiraft bench``. Figures go to ``docs/performance.md``."""
