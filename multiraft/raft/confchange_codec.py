@@ -10,7 +10,8 @@ end of the buffer.
 * v1: ``0x01 id change_type node_id context...``
 * v2: ``0x02 transition n (change_type node_id)*n context...``
 * The all-default ConfChangeV2 (Auto, no changes, no context) is ``b""``, as
-  with protobuf: a leader's auto-leave entry carries empty data.
+  with protobuf: a leader's auto-leave entry carries empty data. ``b""`` also
+  decodes to the default v1 ConfChange.
 """
 
 from __future__ import annotations
@@ -63,8 +64,13 @@ def encode_conf_change(cc: ConfChange) -> bytes:
 
 
 def decode_conf_change(data: bytes) -> ConfChange:
-    """Raises ConfChangeDecodeError on anything but a v1 encoding."""
-    if not data or data[0] != _TAG_V1:
+    """Raises ConfChangeDecodeError on anything but a v1 encoding.
+
+    ``b""`` decodes to the default ConfChange, as an empty protobuf message does.
+    """
+    if not data:
+        return ConfChange()
+    if data[0] != _TAG_V1:
         raise ConfChangeDecodeError("not a v1 conf change")
     cc_id, pos = _get_varint(data, 1)
     kind, pos = _get_varint(data, pos)
