@@ -345,33 +345,29 @@ def stringify_conf_change(ccs: list[ConfChangeSingle]) -> str:
     return " ".join(f"{letters[cc.change_type]}{cc.node_id}" for cc in ccs)
 
 
-def _varint_len(v: int) -> int:
-    n = 1
-    while v >= 0x80:
-        v >>= 7
-        n += 1
-    return n
-
-
 def entry_size(e: Entry) -> int:
     """The protobuf-encoded size of an entry, as raft-rs's ``compute_size``.
 
     Flow control (``max_size_per_msg``, ``max_committed_size_per_ready``) counts
-    this size so that entry counts per message match raft-rs exactly.
+    this size so that entry counts per message match raft-rs exactly. A varint
+    of ``v > 0`` takes ``(v.bit_length() + 6) // 7`` bytes; each present field
+    adds a one-byte tag.
     """
     size = 0
     if e.entry_type:
-        size += 1 + _varint_len(e.entry_type)
-    if e.term:
-        size += 1 + _varint_len(e.term)
-    if e.index:
-        size += 1 + _varint_len(e.index)
-    if e.data:
-        n = len(e.data)
-        size += 1 + _varint_len(n) + n
-    if e.context:
-        n = len(e.context)
-        size += 1 + _varint_len(n) + n
+        size = 2
+    v = e.term
+    if v:
+        size += 1 + (v.bit_length() + 6) // 7
+    v = e.index
+    if v:
+        size += 1 + (v.bit_length() + 6) // 7
+    n = len(e.data)
+    if n:
+        size += 1 + (n.bit_length() + 6) // 7 + n
+    n = len(e.context)
+    if n:
+        size += 1 + (n.bit_length() + 6) // 7 + n
     if e.sync_log:
         size += 2
     return size

@@ -90,6 +90,14 @@ def _limited_end(src: Sequence[Entry], start: int, stop: int, max_size: int) -> 
     # Mirrors raft-rs's take_while exactly, quirk included: while the running
     # size is still 0 (zero-sized entries, which only tests build), the next
     # entry is taken unconditionally, just as the first one is.
+    # Fast path: an entry's encoding exceeds its payload by at most 47 bytes
+    # (tags and varints), so when even that bound fits nothing is cut.
+    bound = 0
+    for pos in range(start, stop):
+        e = src[pos]
+        bound += len(e.data) + len(e.context) + 47
+    if bound <= max_size:
+        return stop
     size = 0
     for pos in range(start, stop):
         if size == 0:
