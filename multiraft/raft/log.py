@@ -164,7 +164,14 @@ class RaftLog:
         """
         u = self.unstable
         snap = u.snapshot
-        first = snap.metadata.index + 1 if snap is not None else self._store_first_index()
+        if snap is not None:
+            first = snap.metadata.index + 1
+        else:
+            # Inlined _store_first_index: this is the hottest lookup of the core.
+            try:
+                first = self.store.first_index()
+            except StorageError as exc:
+                fatal(self.logger, f"unexpected error getting the first index: {exc!r}")
         # The valid range starts at the dummy entry before the first one.
         if idx < first - 1:
             return 0
