@@ -1,0 +1,1 @@
+"""Shared test-support code: client-history recording and the linearizability checker."""
