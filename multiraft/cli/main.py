@@ -6,6 +6,7 @@ import typer
 
 from multiraft import __version__
 from multiraft.cli.bench import bench_app
+from multiraft.cli.placement import placement_app
 
 app = typer.Typer(
     name="multiraft",
@@ -15,6 +16,7 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(bench_app, name="bench")
+app.add_typer(placement_app, name="placement")
 
 
 @app.command()

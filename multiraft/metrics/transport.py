@@ -26,6 +26,7 @@ DROP_REASONS: Final = (
     "frame_too_large",  # the encoded message alone exceeds the maximum frame size
     "encode_failed",  # the codec refused the message
     "shutdown",  # the transport is closing
+    "fault_injected",  # test-only fault injection blocks the destination
 )
 
 #: Kinds of connection failure.

@@ -33,7 +33,8 @@ Schema (positional; ``u`` = u64, ``i`` = i64, ``b`` = bytes, ``?`` = bool)::
     voters_outgoing, learners_next, auto_leave], SNAPSHOT as above,
     MESSAGE as the flat array above.
 
-KV and admin requests/responses are in :mod:`multiraft.wire.request_codec`.
+KV and admin requests/responses are in :mod:`multiraft.wire.request_codec`;
+placement requests/responses in :mod:`multiraft.wire.placement_codec`.
 
 Encoders trust their typed inputs (the values come from our own code); the
 decoders are the trust boundary and check every field: exact types (a bool is
@@ -59,6 +60,7 @@ from multiraft.raft.types import (
     SnapshotMetadata,
 )
 from multiraft.wire import _cbor as c
+from multiraft.wire import placement_codec as pc
 from multiraft.wire import request_codec as rq
 from multiraft.wire._cbor import guard
 from multiraft.wire.errors import SchemaError
@@ -77,6 +79,7 @@ from multiraft.wire.messages import (
     SnapshotAckStatus,
     SnapshotChunk,
 )
+from multiraft.wire.placement_messages import PlacementRequest, PlacementResponse
 
 _MSG_TYPES: dict[int, MessageType] = {t.value: t for t in MessageType}
 _ENTRY_TYPES: dict[int, EntryType] = {t.value: t for t in EntryType}
@@ -456,7 +459,7 @@ def decode_error_notice(payload: bytes) -> ErrorNotice:
 
 Payload = (
     RaftBatch | KvRequest | KvResponse | AdminRequest | AdminResponse | SnapshotChunk
-    | SnapshotAck | ErrorNotice | Hello
+    | SnapshotAck | ErrorNotice | Hello | PlacementRequest | PlacementResponse
 )  # fmt: skip
 
 _ENCODERS: dict[type, tuple[FrameKind, Callable[[Any], bytes]]] = {
@@ -469,6 +472,8 @@ _ENCODERS: dict[type, tuple[FrameKind, Callable[[Any], bytes]]] = {
     SnapshotAck: (FrameKind.SNAPSHOT_ACK, encode_snapshot_ack),
     ErrorNotice: (FrameKind.ERROR, encode_error_notice),
     Hello: (FrameKind.HELLO, encode_hello),
+    PlacementRequest: (FrameKind.PLACEMENT_REQUEST, pc.encode_placement_request),
+    PlacementResponse: (FrameKind.PLACEMENT_RESPONSE, pc.encode_placement_response),
 }
 _DECODERS: dict[FrameKind, Callable[[bytes], Payload]] = {
     FrameKind.RAFT_BATCH: decode_raft_batch,
@@ -480,6 +485,8 @@ _DECODERS: dict[FrameKind, Callable[[bytes], Payload]] = {
     FrameKind.SNAPSHOT_ACK: decode_snapshot_ack,
     FrameKind.ERROR: decode_error_notice,
     FrameKind.HELLO: decode_hello,
+    FrameKind.PLACEMENT_REQUEST: pc.decode_placement_request,
+    FrameKind.PLACEMENT_RESPONSE: pc.decode_placement_response,
 }
 
 

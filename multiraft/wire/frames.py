@@ -91,6 +91,8 @@ class FrameKind(IntEnum):
     SNAPSHOT_ACK = 7
     ERROR = 8
     HELLO = 9
+    PLACEMENT_REQUEST = 10
+    PLACEMENT_RESPONSE = 11
 
 
 _KINDS: dict[int, FrameKind] = {k.value: k for k in FrameKind}

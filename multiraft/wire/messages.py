@@ -266,6 +266,17 @@ class StoreStatus:
     """Report the store (the request's region id and epoch are ignored)."""
 
 
+@dataclass(frozen=True, slots=True)
+class InjectFaults:
+    """Test only: drop all raft traffic to and from these stores; an empty list heals.
+
+    Replaces the previous rules. Refused unless the store runs with fault injection
+    enabled; the request's region id and epoch are ignored.
+    """
+
+    blocked_store_ids: list[int]
+
+
 AdminCommand = (
     SplitRegion
     | TransferLeader
@@ -274,6 +285,7 @@ AdminCommand = (
     | PromoteLearner
     | RegionStatus
     | StoreStatus
+    | InjectFaults
 )
 
 

@@ -18,6 +18,7 @@ Schema (``u`` = u64, ``b`` = bytes, ``b?`` = bytes or null, ``s`` = text, ``?`` 
   ADMIN_REQUEST  [request_id u, region_id u, conf_ver u, version u, command, fields...]
     1 SplitRegion [split_key b]   2 TransferLeader [PEER]   3 AddPeer [PEER]
     4 RemovePeer [PEER]   5 PromoteLearner [PEER]   6 RegionStatus []   7 StoreStatus []
+    8 InjectFaults [store_id u*]
   ADMIN_RESPONSE [request_id u, tag, fields...]
     1 AdminOk []   2 SplitResult [REGION*]
     3 RegionStatusResult [REGION, term u, commit u, applied u, last u, PEER?]
@@ -54,6 +55,7 @@ from multiraft.wire.messages import (
     EpochNotMatch,
     Get,
     GetResult,
+    InjectFaults,
     Internal,
     KeyNotInRegion,
     KvOp,
@@ -348,6 +350,8 @@ def _command_fields(cmd: AdminCommand) -> Fields:
             return (6,)
         case StoreStatus():
             return (7,)
+        case InjectFaults(blocked_store_ids):
+            return (8, *blocked_store_ids)
         case _:
             assert_never(cmd)
 
@@ -360,6 +364,7 @@ _COMMANDS: dict[int, Decoder] = {
     5: lambda f, w: PromoteLearner(_one_peer(f, w, "PromoteLearner")),
     6: _no_fields(RegionStatus, "RegionStatus"),
     7: _no_fields(StoreStatus, "StoreStatus"),
+    8: lambda f, w: InjectFaults(c.u64_list(f, w, "blocked_store_ids")),
 }
 
 

@@ -183,6 +183,12 @@ def _one_of_each() -> list[Any]:
         SnapshotChunk,
         WriteOk,
     )
+    from multiraft.wire.placement_messages import (
+        GetClusterInfo,
+        Ok,
+        PlacementRequest,
+        PlacementResponse,
+    )
 
     ep = RegionEpoch()
     return [
@@ -195,6 +201,8 @@ def _one_of_each() -> list[Any]:
         SnapshotAck(1, 1, 0, SnapshotAckStatus.Accepted),
         ErrorNotice(ErrorCode.Protocol, "bye"),
         Hello(1, 0, "127.0.0.1:20160"),
+        PlacementRequest(1, GetClusterInfo()),
+        PlacementResponse(1, Ok()),
     ]
 
 

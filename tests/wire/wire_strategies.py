@@ -36,6 +36,7 @@ from multiraft.wire import (
     Get,
     GetResult,
     Hello,
+    InjectFaults,
     Internal,
     KeyNotInRegion,
     KvRequest,
@@ -153,6 +154,7 @@ admin_commands = st.one_of(
     st.builds(PromoteLearner, peers),
     st.builds(RegionStatus),
     st.builds(StoreStatus),
+    st.builds(InjectFaults, st.lists(u64, max_size=4)),
 )
 admin_requests = st.builds(AdminRequest, u64, u64, epochs, admin_commands)
 admin_results = st.one_of(

@@ -1,0 +1,357 @@
+"""CBOR codecs for the placement protocol (:mod:`multiraft.wire.placement_messages`).
+
+Like :mod:`multiraft.wire.request_codec`: one positional array per payload, a
+fixed head, a small integer *variant tag*, then that variant's fields. Tags are
+part of the wire format: never renumber one, only add.
+
+Schema (``u`` = u64, ``b`` = bytes, ``s`` = text, ``?`` = bool;
+``PEER`` = 3 items ``id u, store_id u, role u``; ``REGION`` = one nested array
+``[id, start_key, end_key, conf_ver, version, PEER*]``;
+``STORE`` = 5 items ``id u, address s, metrics_address s, state u, version s``;
+``STATS`` = 11 items ``store_id, region_count, leader_count, used_bytes,
+capacity_bytes, available_bytes, sending_snap_count, receiving_snap_count,
+applying_snap_count`` (u), ``is_busy ?, uptime_seconds u``;
+``ROUTE`` = one nested array ``[REGION, PEER?]``)::
+
+  PLACEMENT_REQUEST  [request_id u, tag, fields...]
+    1 GetClusterInfo []   2 AllocIds [count u]   3 PutStore [STORE]
+    4 GetStore [store_id u]   5 GetAllStores []   6 StoreHeartbeat [STATS]
+    7 RegionHeartbeat [REGION, leader PEER, term u, approximate_size u,
+                       approximate_keys u, [(PEER, down_seconds u)*], [PEER*]]
+    8 GetRegion [key b]   9 GetRegionById [region_id u]
+    10 ScanRegions [start_key b, end_key b, limit u]
+  PLACEMENT_RESPONSE [request_id u, tag, fields...]
+    1 ClusterInfo [cluster_id u, bootstrapped ?]   2 Ids [first u, count u]   3 Ok []
+    4 StoreInfo [STORE]   5 StoreList [[STORE]*]   6 StoreHeartbeatReply [REGION*]
+    7 RegionHeartbeatReply []   8 RegionRoute [REGION, PEER?]   9 no route (None) []
+    10 RegionRoutes [ROUTE*]
+    16 PlacementError [code u, message s]
+
+A stored store record (the placement service's LMDB) is ``[STORE]``, read back by
+:func:`decode_store_info`.
+
+Decoders check every field (exact types, u64 ranges, enum members, field counts,
+nothing left over) and raise only :class:`~multiraft.wire.errors.WireError`
+subclasses.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, assert_never
+
+from multiraft.wire import _cbor as c
+from multiraft.wire._cbor import guard
+from multiraft.wire.errors import SchemaError
+from multiraft.wire.placement_messages import (
+    AllocIds,
+    ClusterInfo,
+    DownPeer,
+    GetAllStores,
+    GetClusterInfo,
+    GetRegion,
+    GetRegionById,
+    GetStore,
+    Ids,
+    Ok,
+    PlacementBody,
+    PlacementError,
+    PlacementErrorCode,
+    PlacementRequest,
+    PlacementResponse,
+    PlacementResult,
+    PutStore,
+    RegionHeartbeat,
+    RegionHeartbeatReply,
+    RegionRoute,
+    RegionRoutes,
+    ScanRegions,
+    StoreHeartbeat,
+    StoreHeartbeatReply,
+    StoreInfo,
+    StoreList,
+    StoreState,
+    StoreStats,
+)
+from regions.region import Peer
+
+__all__ = [
+    "decode_placement_request",
+    "decode_placement_response",
+    "decode_store_info",
+    "encode_placement_request",
+    "encode_placement_response",
+    "encode_store_info",
+]
+
+_STORE_STATES: dict[int, StoreState] = {s.value: s for s in StoreState}
+_ERROR_CODES: dict[int, PlacementErrorCode] = {e.value: e for e in PlacementErrorCode}
+
+Fields = tuple[Any, ...]
+#: A variant decoder: (the variant's fields, payload name) -> the object.
+Decoder = Callable[[list[Any], str], Any]
+_STORE_N = 5
+_STATS_N = 11
+_TAG_ERROR = 16
+
+
+# -- small helpers ----------------------------------------------------------------------------
+
+
+def _want(f: list[Any], n: int, w: str, name: str) -> list[Any]:
+    if len(f) != n:
+        raise SchemaError(w, f"{name} takes {n} fields, got {len(f)}")
+    return f
+
+
+def _no_fields(make: Callable[[], Any], name: str) -> Decoder:
+    def dec(f: list[Any], w: str) -> Any:
+        _want(f, 0, w, name)
+        return make()
+
+    return dec
+
+
+def _split(v: object, w: str) -> tuple[int, int, list[Any]]:
+    """(request_id, tag, variant fields) of a ``[request_id, tag, fields...]`` payload."""
+    a = c.array(v, w, "root")
+    if len(a) < 2:
+        raise SchemaError(w, f"expected at least 2 fields, got {len(a)}")
+    tag = a[1]
+    if type(tag) is not int:
+        c.fail(w, "variant tag", "an int", tag)
+    return c.u64(a[0], w, "request_id"), tag, a[2:]
+
+
+def _variant(table: dict[int, Decoder], tag: int, f: list[Any], w: str) -> Any:
+    dec = table.get(tag)
+    if dec is None:
+        raise SchemaError(w, f"unknown variant tag {tag}: expected one of {sorted(table)}")
+    return dec(f, w)
+
+
+def _peer_fields(p: Peer) -> Fields:
+    return (p.id, p.store_id, p.role)
+
+
+def _peers_flat(v: object, w: str, field: str) -> list[Peer]:
+    a = c.array(v, w, field)
+    if len(a) % 3:
+        raise SchemaError(w, f"{field} must hold 3 items per peer, got {len(a)}")
+    return [c.take_peer(a, i, w, field) for i in range(0, len(a), 3)]
+
+
+def _store_fields(s: StoreInfo) -> Fields:
+    return (s.id, s.address, s.metrics_address, s.state, s.version)
+
+
+def _store_from(f: list[Any], at: int, w: str) -> StoreInfo:
+    return StoreInfo(
+        c.u64(f[at], w, "store.id"), c.text(f[at + 1], w, "store.address"),
+        c.text(f[at + 2], w, "store.metrics_address"),
+        c.enum_member(_STORE_STATES, f[at + 3], w, "store.state"),
+        c.text(f[at + 4], w, "store.version"),
+    )  # fmt: skip
+
+
+_STATS_NAMES = ("store_id", "region_count", "leader_count", "used_bytes", "capacity_bytes",
+                "available_bytes", "sending_snap_count", "receiving_snap_count",
+                "applying_snap_count")  # fmt: skip
+
+
+def _stats_fields(s: StoreStats) -> Fields:
+    return (s.store_id, s.region_count, s.leader_count, s.used_bytes, s.capacity_bytes,
+            s.available_bytes, s.sending_snap_count, s.receiving_snap_count,
+            s.applying_snap_count, s.is_busy, s.uptime_seconds)  # fmt: skip
+
+
+def _stats_from(f: list[Any], w: str) -> StoreStats:
+    _want(f, _STATS_N, w, "StoreHeartbeat")
+    n = [c.u64(f[i], w, name) for i, name in enumerate(_STATS_NAMES)]
+    return StoreStats(n[0], n[1], n[2], n[3], n[4], n[5], n[6], n[7], n[8],
+                      c.boolean(f[9], w, "is_busy"), c.u64(f[10], w, "uptime_seconds"))  # fmt: skip
+
+
+def _route_array(r: RegionRoute) -> list[Any]:
+    out: list[Any] = [c.region_array(r.region)]
+    if r.leader is not None:
+        out += _peer_fields(r.leader)
+    return out
+
+
+def _route_from(f: list[Any], w: str) -> RegionRoute:
+    if len(f) not in (1, 4):
+        raise SchemaError(w, f"a region route takes 1 or 4 fields, got {len(f)}")
+    leader = c.take_peer(f, 1, w, "leader") if len(f) == 4 else None
+    return RegionRoute(c.region_from(f[0], w), leader)
+
+
+# -- store records ------------------------------------------------------------------------------
+
+
+def encode_store_info(s: StoreInfo) -> bytes:
+    """``[STORE]``: a store as the placement service persists it."""
+    return c.dumps(_store_fields(s))
+
+
+def decode_store_info(payload: bytes) -> StoreInfo:
+    def build(v: object) -> StoreInfo:
+        w = "StoreInfo"
+        return _store_from(c.exact_len(c.array(v, w, "root"), _STORE_N, w), 0, w)
+
+    return guard("StoreInfo", build, c.loads(payload, "StoreInfo"))
+
+
+# -- requests -----------------------------------------------------------------------------------
+
+
+def _body_fields(b: PlacementBody) -> Fields:
+    match b:
+        case GetClusterInfo():
+            return (1,)
+        case AllocIds(count):
+            return (2, count)
+        case PutStore(store):
+            return (3, *_store_fields(store))
+        case GetStore(store_id):
+            return (4, store_id)
+        case GetAllStores():
+            return (5,)
+        case StoreHeartbeat(stats):
+            return (6, *_stats_fields(stats))
+        case RegionHeartbeat(region, leader, term, down, pending, size, keys):
+            down_flat = [x for d in down for x in (*_peer_fields(d.peer), d.down_seconds)]
+            pending_flat = [x for p in pending for x in _peer_fields(p)]
+            return (7, c.region_array(region), *_peer_fields(leader), term, size, keys,
+                    down_flat, pending_flat)  # fmt: skip
+        case GetRegion(key):
+            return (8, key)
+        case GetRegionById(region_id):
+            return (9, region_id)
+        case ScanRegions(start_key, end_key, limit):
+            return (10, start_key, end_key, limit)
+        case _:
+            assert_never(b)
+
+
+def _down_peers(v: object, w: str) -> list[DownPeer]:
+    a = c.array(v, w, "down_peers")
+    if len(a) % 4:
+        raise SchemaError(w, f"down_peers must hold 4 items per peer, got {len(a)}")
+    return [DownPeer(c.take_peer(a, i, w, "down peer"), c.u64(a[i + 3], w, "down_seconds"))
+            for i in range(0, len(a), 4)]  # fmt: skip
+
+
+def _region_heartbeat(f: list[Any], w: str) -> RegionHeartbeat:
+    _want(f, 9, w, "RegionHeartbeat")
+    return RegionHeartbeat(
+        c.region_from(f[0], w), c.take_peer(f, 1, w, "leader"), c.u64(f[4], w, "term"),
+        _down_peers(f[7], w), _peers_flat(f[8], w, "pending_peers"),
+        c.u64(f[5], w, "approximate_size"), c.u64(f[6], w, "approximate_keys"),
+    )  # fmt: skip
+
+
+def _scan_regions(f: list[Any], w: str) -> ScanRegions:
+    _want(f, 3, w, "ScanRegions")
+    return ScanRegions(c.byt(f[0], w, "start_key"), c.byt(f[1], w, "end_key"),
+                       c.u64(f[2], w, "limit"))  # fmt: skip
+
+
+_BODIES: dict[int, Decoder] = {
+    1: _no_fields(GetClusterInfo, "GetClusterInfo"),
+    2: lambda f, w: AllocIds(c.u64(_want(f, 1, w, "AllocIds")[0], w, "count")),
+    3: lambda f, w: PutStore(_store_from(_want(f, _STORE_N, w, "PutStore"), 0, w)),
+    4: lambda f, w: GetStore(c.u64(_want(f, 1, w, "GetStore")[0], w, "store_id")),
+    5: _no_fields(GetAllStores, "GetAllStores"),
+    6: lambda f, w: StoreHeartbeat(_stats_from(f, w)),
+    7: _region_heartbeat,
+    8: lambda f, w: GetRegion(c.byt(_want(f, 1, w, "GetRegion")[0], w, "key")),
+    9: lambda f, w: GetRegionById(c.u64(_want(f, 1, w, "GetRegionById")[0], w, "region_id")),
+    10: _scan_regions,
+}
+
+
+def encode_placement_request(r: PlacementRequest) -> bytes:
+    return c.dumps((r.request_id, *_body_fields(r.body)))
+
+
+def _request_root(v: object) -> PlacementRequest:
+    w = "PlacementRequest"
+    request_id, tag, f = _split(v, w)
+    return PlacementRequest(request_id, _variant(_BODIES, tag, f, w))
+
+
+def decode_placement_request(payload: bytes) -> PlacementRequest:
+    return guard("PlacementRequest", _request_root, c.loads(payload, "PlacementRequest"))
+
+
+# -- responses ----------------------------------------------------------------------------------
+
+
+def _result_fields(r: PlacementResult | PlacementError) -> Fields:
+    match r:
+        case ClusterInfo(cluster_id, bootstrapped):
+            return (1, cluster_id, bootstrapped)
+        case Ids(first, count):
+            return (2, first, count)
+        case Ok():
+            return (3,)
+        case StoreInfo():
+            return (4, *_store_fields(r))
+        case StoreList(stores):
+            return (5, *(list(_store_fields(s)) for s in stores))
+        case StoreHeartbeatReply(regions):
+            return (6, *(c.region_array(x) for x in regions))
+        case RegionHeartbeatReply():
+            return (7,)
+        case RegionRoute():
+            return (8, *_route_array(r))
+        case None:
+            return (9,)
+        case RegionRoutes(routes):
+            return (10, *(_route_array(x) for x in routes))
+        case PlacementError(code, message):
+            return (_TAG_ERROR, code, message)
+        case _:
+            assert_never(r)
+
+
+def _store_list(f: list[Any], w: str) -> StoreList:
+    return StoreList([_store_from(c.exact_len(c.array(s, w, "store"), _STORE_N, w), 0, w)
+                      for s in f])  # fmt: skip
+
+
+def _placement_error(f: list[Any], w: str) -> PlacementError:
+    _want(f, 2, w, "PlacementError")
+    return PlacementError(c.enum_member(_ERROR_CODES, f[0], w, "code"),
+                          c.text(f[1], w, "message"))  # fmt: skip
+
+
+_RESULTS: dict[int, Decoder] = {
+    1: lambda f, w: ClusterInfo(c.u64(_want(f, 2, w, "ClusterInfo")[0], w, "cluster_id"),
+                                c.boolean(f[1], w, "bootstrapped")),
+    2: lambda f, w: Ids(c.u64(_want(f, 2, w, "Ids")[0], w, "first"), c.u64(f[1], w, "count")),
+    3: _no_fields(Ok, "Ok"),
+    4: lambda f, w: _store_from(_want(f, _STORE_N, w, "StoreInfo"), 0, w),
+    5: _store_list,
+    6: lambda f, w: StoreHeartbeatReply([c.region_from(r, w) for r in f]),
+    7: _no_fields(RegionHeartbeatReply, "RegionHeartbeatReply"),
+    8: _route_from,
+    9: _no_fields(lambda: None, "no route"),
+    10: lambda f, w: RegionRoutes([_route_from(c.array(r, w, "route"), w) for r in f]),
+    _TAG_ERROR: _placement_error,
+}  # fmt: skip
+
+
+def encode_placement_response(r: PlacementResponse) -> bytes:
+    return c.dumps((r.request_id, *_result_fields(r.result)))
+
+
+def _response_root(v: object) -> PlacementResponse:
+    w = "PlacementResponse"
+    request_id, tag, f = _split(v, w)
+    return PlacementResponse(request_id, _variant(_RESULTS, tag, f, w))
+
+
+def decode_placement_response(payload: bytes) -> PlacementResponse:
+    return guard("PlacementResponse", _response_root, c.loads(payload, "PlacementResponse"))

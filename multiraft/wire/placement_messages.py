@@ -1,0 +1,285 @@
+"""The placement protocol's records: what stores and clients ask the placement service.
+
+One request/response pair per frame kind (:mod:`multiraft.wire.placement_codec`):
+
+====================  =======================================================
+PLACEMENT_REQUEST     :class:`PlacementRequest` (``request_id`` + one body)
+PLACEMENT_RESPONSE    :class:`PlacementResponse` (same ``request_id`` + a result)
+====================  =======================================================
+
+Request bodies and the result each one gets (or a :class:`PlacementError`):
+
+========================  ============================================================
+:class:`GetClusterInfo`   :class:`ClusterInfo`
+:class:`AllocIds`         :class:`Ids` (``count`` fresh ids from ``first``)
+:class:`PutStore`         :class:`Ok`
+:class:`GetStore`         :class:`StoreInfo` (``StoreNotFound`` if unknown)
+:class:`GetAllStores`     :class:`StoreList`
+:class:`StoreHeartbeat`   :class:`StoreHeartbeatReply` (bootstrap regions for the store)
+:class:`RegionHeartbeat`  :class:`RegionHeartbeatReply` (``StaleEpoch`` if stale)
+:class:`GetRegion`        :class:`RegionRoute` or ``None`` (no region holds the key)
+:class:`GetRegionById`    :class:`RegionRoute` or ``None``
+:class:`ScanRegions`      :class:`RegionRoutes` (in key order)
+========================  ============================================================
+
+Invariants a decoder guarantees (and an encoder assumes): ids, counts, sizes and
+terms are u64; keys are ``bytes``; addresses and messages are text; enum fields
+hold members of their enum. A :class:`PlacementError` is a *value* sent back to
+the caller, not a Python exception.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import IntEnum
+
+from regions.region import Peer, Region
+
+# -- stores ----------------------------------------------------------------------------------
+
+
+class StoreState(IntEnum):
+    """A store's administrative state (PD ``metapb.StoreState``)."""
+
+    Up = 0
+    Offline = 1  # being drained on request; still serving
+    Tombstone = 2  # drained and removed: never comes back under this id
+
+
+@dataclass(frozen=True, slots=True)
+class StoreInfo:
+    """A store as registered with the placement service.
+
+    ``address`` serves raft, KV and admin traffic (the store's one listener);
+    ``metrics_address`` its ``/metrics`` port (empty: none); ``version`` the
+    multiraft version it runs.
+    """
+
+    id: int
+    address: str
+    metrics_address: str = ""
+    state: StoreState = StoreState.Up
+    version: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStats:
+    """What a store reports in each store heartbeat (PD ``pdpb.StoreStats``, trimmed).
+
+    Sizes are bytes; ``uptime_seconds`` counts from the store process's start.
+    """
+
+    store_id: int
+    region_count: int = 0
+    leader_count: int = 0
+    used_bytes: int = 0
+    capacity_bytes: int = 0
+    available_bytes: int = 0
+    sending_snap_count: int = 0
+    receiving_snap_count: int = 0
+    applying_snap_count: int = 0
+    is_busy: bool = False
+    uptime_seconds: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class DownPeer:
+    """A follower its leader has not heard from for ``down_seconds``."""
+
+    peer: Peer
+    down_seconds: int
+
+
+# -- request bodies --------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GetClusterInfo:
+    """Ask for the cluster id and whether the first region exists."""
+
+
+@dataclass(frozen=True, slots=True)
+class AllocIds:
+    """Reserve ``count`` (>= 1) fresh ids, unique in the cluster and never reused."""
+
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class PutStore:
+    """Register a store, or update its addresses, state or version."""
+
+    store: StoreInfo
+
+
+@dataclass(frozen=True, slots=True)
+class GetStore:
+    store_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class GetAllStores:
+    """Every known store, tombstones included, by id."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreHeartbeat:
+    stats: StoreStats
+
+
+@dataclass(frozen=True, slots=True)
+class RegionHeartbeat:
+    """A region leader's report: its descriptor, itself, its term and its followers' health.
+
+    Accepted only if ``region.epoch`` is not older than the known one in either
+    component, and ``term`` is not older for the same epoch.
+    """
+
+    region: Region
+    leader: Peer
+    term: int
+    down_peers: list[DownPeer] = field(default_factory=list)
+    pending_peers: list[Peer] = field(default_factory=list)
+    approximate_size: int = 0
+    approximate_keys: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GetRegion:
+    """The region holding ``key``."""
+
+    key: bytes
+
+
+@dataclass(frozen=True, slots=True)
+class GetRegionById:
+    region_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class ScanRegions:
+    """Regions overlapping ``[start_key, end_key)`` in key order (empty end: to the end of
+    the key space), at most ``limit`` of them (0: no limit)."""
+
+    start_key: bytes
+    end_key: bytes
+    limit: int = 0
+
+
+PlacementBody = (
+    GetClusterInfo
+    | AllocIds
+    | PutStore
+    | GetStore
+    | GetAllStores
+    | StoreHeartbeat
+    | RegionHeartbeat
+    | GetRegion
+    | GetRegionById
+    | ScanRegions
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementRequest:
+    request_id: int
+    body: PlacementBody
+
+
+# -- results ---------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ClusterInfo:
+    cluster_id: int
+    bootstrapped: bool
+
+
+@dataclass(frozen=True, slots=True)
+class Ids:
+    """The ids ``first .. first + count - 1``."""
+
+    first: int
+    count: int
+
+    def range(self) -> range:
+        return range(self.first, self.first + self.count)
+
+
+@dataclass(frozen=True, slots=True)
+class Ok:
+    """The request was applied."""
+
+
+@dataclass(frozen=True, slots=True)
+class StoreList:
+    stores: list[StoreInfo]
+
+
+@dataclass(frozen=True, slots=True)
+class StoreHeartbeatReply:
+    """``bootstrap_regions``: regions this store must create (a store that already has the
+    region's state ignores it); sent until the store's peer is seen in a region heartbeat."""
+
+    bootstrap_regions: list[Region] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class RegionHeartbeatReply:
+    """Accepted. (Operators for the region arrive here in a later issue.)"""
+
+
+@dataclass(frozen=True, slots=True)
+class RegionRoute:
+    """A region and its last reported leader (None: no leader heartbeat since the service
+    started)."""
+
+    region: Region
+    leader: Peer | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RegionRoutes:
+    routes: list[RegionRoute]
+
+
+class PlacementErrorCode(IntEnum):
+    NotBootstrapped = 1  # no region exists yet: register stores and wait
+    StoreNotFound = 2
+    RegionNotFound = 3
+    StaleEpoch = 4  # a region heartbeat older than what the service knows
+    InvalidArgument = 5  # a request that can never succeed as sent
+    StoreTombstoned = 6  # the store was removed; its id cannot come back
+    Internal = 7  # the service failed (storage); retry later
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementError:
+    """The service's answer when a request fails. A value, not an exception."""
+
+    code: PlacementErrorCode
+    message: str
+
+
+PlacementResult = (
+    ClusterInfo
+    | Ids
+    | Ok
+    | StoreInfo
+    | StoreList
+    | StoreHeartbeatReply
+    | RegionHeartbeatReply
+    | RegionRoute
+    | RegionRoutes
+    | None
+)
+
+
+@dataclass(frozen=True, slots=True)
+class PlacementResponse:
+    request_id: int
+    result: PlacementResult | PlacementError
+
+    @property
+    def error(self) -> PlacementError | None:
+        return self.result if isinstance(self.result, PlacementError) else None
