@@ -6,7 +6,10 @@ import typer
 
 from multiraft import __version__
 from multiraft.cli.bench import bench_app
+from multiraft.cli.kv import kv_app
 from multiraft.cli.placement import placement_app
+from multiraft.cli.region import region_app
+from multiraft.cli.store import store_app
 
 app = typer.Typer(
     name="multiraft",
@@ -16,6 +19,9 @@ app = typer.Typer(
     pretty_exceptions_enable=False,
 )
 app.add_typer(bench_app, name="bench")
+app.add_typer(kv_app, name="kv")
+app.add_typer(store_app, name="store")
+app.add_typer(region_app, name="region")
 app.add_typer(placement_app, name="placement")
 
 

@@ -26,6 +26,7 @@ RESULTS: Final = (
     "key_not_in_region",
     "busy",
     "timeout",
+    "stale_command",  # a write whose entry lost its term: outcome unknown, the client may retry
     "error",  # anything else (a bug or an internal failure: worth an alert)
 )
 
