@@ -173,6 +173,14 @@ class PlacementConfig:
         return format_address(host, bound_port)
 
 
+_TYPE_WORDS: dict[tuple[type, ...], str] = {
+    (str,): "a string",
+    (int,): "an integer",
+    (int, float): "a number",
+    (bool,): "true or false",
+}
+
+
 def _check_types(
     kw: Mapping[str, Any], section: str, types: Mapping[str, tuple[type, ...]]
 ) -> None:
@@ -183,8 +191,8 @@ def _check_types(
         v = kw[name]
         ok = isinstance(v, allowed) and not (isinstance(v, bool) and bool not in allowed)
         if not ok:
-            words = " or ".join(t.__name__ for t in allowed)
-            raise ConfigError(f"{section} {name} must be a {words}, got {v!r}")
+            words = _TYPE_WORDS.get(allowed, " or ".join(t.__name__ for t in allowed))
+            raise ConfigError(f"{section} {name} must be {words}, got {v!r}")
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,6 +9,7 @@ from multiraft.cli.bench import bench_app
 from multiraft.cli.kv import kv_app
 from multiraft.cli.placement import placement_app
 from multiraft.cli.region import region_app
+from multiraft.cli.server import server_app
 from multiraft.cli.store import store_app
 
 app = typer.Typer(
@@ -23,6 +24,7 @@ app.add_typer(kv_app, name="kv")
 app.add_typer(store_app, name="store")
 app.add_typer(region_app, name="region")
 app.add_typer(placement_app, name="placement")
+app.add_typer(server_app, name="server")
 
 
 @app.command()

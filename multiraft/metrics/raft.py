@@ -61,6 +61,7 @@ MESSAGE_DROP_REASONS: Final = (
     "mismatch_store",  # addressed to another store id
     "applying_snapshot",  # the replica is installing a snapshot
     "step_failed",  # RawNode.step raised (e.g. StepPeerNotFound)
+    "inbox_full",  # the store's inbox held too many envelopes (the loop is behind)
 )
 
 #: Outcome of one proposal, counted once, when the proposer gets its answer.

@@ -1,0 +1,196 @@
+"""Talking to placement: store heartbeats (and the bootstrap regions they bring back),
+and region heartbeats from the leaders.
+
+Theory of operation
+-------------------
+Two tasks, owned by :meth:`PlacementLoop.run`:
+
+* **Store heartbeats**, every ``store_heartbeat_interval`` (every
+  ``BOOTSTRAP_POLL`` seconds while the store hosts no region yet, so a new
+  cluster forms quickly). The reply may list regions to bootstrap (the first
+  region of the cluster, multiraft-design §6 / the issue 4 contract); each is
+  posted to the ready loop, which creates it idempotently (a region it already
+  knows is ignored).
+* **Region heartbeats**, from each region this store leads: at once when a
+  replica becomes leader (the ready loop sets ``heartbeat_wanted`` and wakes
+  us), and every ``region_heartbeat_interval`` after that. A heartbeat carries
+  the region descriptor, the leader peer and term, and the pending peers.
+  ``StaleEpoch`` answers are expected while placement knows a newer epoch, and
+  are ignored.
+
+Placement being down never stops the store: each failure is logged (once per
+outage, not once per attempt) and retried at the next interval. This task only
+*reads* replica state, between the ready loop's rounds.
+"""
+
+from __future__ import annotations
+
+import logging
+import shutil
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Final, Protocol
+
+import trio
+
+from multiraft.placement.errors import PlacementClientError, PlacementRequestError
+from multiraft.store.inbox import BootstrapItem
+from multiraft.store.ready_loop import ReadyLoop
+from multiraft.store.replica import Replica
+from multiraft.wire.placement_messages import (
+    DownPeer,
+    RegionHeartbeatReply,
+    StoreHeartbeatReply,
+    StoreStats,
+)
+from regions.region import Peer, Region
+
+__all__ = ["PlacementApi", "PlacementLoop"]
+
+log = logging.getLogger(__name__)
+
+#: Seconds between store heartbeats while the store has no region yet.
+BOOTSTRAP_POLL: Final = 0.5
+
+
+class PlacementApi(Protocol):
+    """The calls this loop makes (``multiraft.placement.client.PlacementClient``)."""
+
+    async def store_heartbeat(self, stats: StoreStats) -> StoreHeartbeatReply: ...
+
+    async def region_heartbeat(
+        self,
+        region: Region,
+        leader: Peer,
+        term: int,
+        *,
+        down_peers: Sequence[DownPeer] = (),
+        pending_peers: Sequence[Peer] = (),
+        approximate_size: int = 0,
+        approximate_keys: int = 0,
+    ) -> RegionHeartbeatReply: ...
+
+
+class PlacementLoop:
+    """Heartbeats of one store (see the module docstring)."""
+
+    def __init__(
+        self,
+        loop: ReadyLoop,
+        placement: PlacementApi,
+        *,
+        data_dir: Path | None = None,
+        store_heartbeat_interval: float = 10.0,
+        region_heartbeat_interval: float = 5.0,
+    ) -> None:
+        self._loop = loop
+        self._placement = placement
+        self._data_dir = data_dir
+        self._store_interval = store_heartbeat_interval
+        self._region_interval = region_heartbeat_interval
+        self._started = trio.current_time()
+        self._failing = False
+        self.store_heartbeats = 0
+        self.region_heartbeats = 0
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(self._store_heartbeats)
+            nursery.start_soon(self._region_heartbeats)
+            task_status.started()
+
+    # -- store heartbeats -------------------------------------------------------------
+
+    def stats(self) -> StoreStats:
+        loop = self._loop
+        router = loop.router
+        capacity = available = 0
+        if self._data_dir is not None:
+            try:
+                du = shutil.disk_usage(self._data_dir)
+                capacity, available = du.total, du.free
+            except OSError:
+                pass
+        snapshots = loop.snapshots.in_flight if loop.snapshots is not None else 0
+        return StoreStats(
+            store_id=loop.store_id,
+            region_count=len(router),
+            leader_count=sum(1 for r in router if r.is_leader()),
+            used_bytes=loop.engine.size(),
+            capacity_bytes=capacity,
+            available_bytes=available,
+            sending_snap_count=snapshots,
+            is_busy=loop.inbox.busy(),
+            uptime_seconds=int(trio.current_time() - self._started),
+        )
+
+    async def _store_heartbeats(self) -> None:
+        while True:
+            await self.store_heartbeat_once()
+            bootstrapping = len(self._loop.router) == 0
+            await trio.sleep(BOOTSTRAP_POLL if bootstrapping else self._store_interval)
+
+    async def store_heartbeat_once(self) -> None:
+        try:
+            reply = await self._placement.store_heartbeat(self.stats())
+        except PlacementClientError as exc:
+            self._failed(exc)
+            return
+        self._ok()
+        self.store_heartbeats += 1
+        for region in reply.bootstrap_regions:
+            self._loop.inbox.put(BootstrapItem(region))
+
+    # -- region heartbeats ------------------------------------------------------------
+
+    def _due(self, now: float) -> list[Replica]:
+        loop = self._loop
+        wanted, loop.heartbeat_wanted = loop.heartbeat_wanted, set()
+        out = []
+        for r in loop.router:
+            if not r.is_leader() or not r.initialized:
+                continue
+            if r.region_id in wanted or now - r.last_heartbeat >= self._region_interval:
+                out.append(r)
+        return out
+
+    async def _region_heartbeats(self) -> None:
+        loop = self._loop
+        while True:
+            now = trio.current_time()
+            for r in self._due(now):
+                await self.region_heartbeat(r)
+            with trio.move_on_after(self._region_interval):
+                await loop.heartbeat_event.wait()
+            loop.heartbeat_event = trio.Event()
+
+    async def region_heartbeat(self, r: Replica) -> None:
+        """Report ``r`` (if it still leads) to placement."""
+        if not r.is_leader() or r.destroyed:
+            return
+        leader = r.leader_peer()
+        if leader is None:
+            return
+        r.last_heartbeat = trio.current_time()
+        try:
+            await self._placement.region_heartbeat(
+                r.region_copy(), leader, r.raw_node.raft.term, pending_peers=r.pending_peers()
+            )
+        except PlacementRequestError as exc:
+            log.debug("region %d: heartbeat refused: %s", r.region_id, exc)
+            return
+        except PlacementClientError as exc:
+            self._failed(exc)
+            return
+        self._ok()
+        self.region_heartbeats += 1
+
+    def _failed(self, exc: Exception) -> None:
+        if not self._failing:
+            log.warning("store %d: placement unreachable: %s", self._loop.store_id, exc)
+        self._failing = True
+
+    def _ok(self) -> None:
+        if self._failing:
+            log.info("store %d: placement reachable again", self._loop.store_id)
+        self._failing = False
