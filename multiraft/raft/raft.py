@@ -895,6 +895,17 @@ class Raft:
             # A learner (or a removed node) must never campaign.
             self.logger.warning("not promotable (learner or removed); refusing to campaign")
             return
+        if (
+            self.raft_log.persisted < self.raft_log.last_index()
+            and self._prs.vote_result({self.id: True}) == VoteResult.Won
+        ):
+            # With asynchronous persistence a node may hold appended entries that
+            # are not durable yet. A voter whose own vote wins would become leader
+            # at once over a log it has not persisted (raft-rs asserts, and
+            # crashes, there). With other voters this cannot happen: vote requests
+            # leave only after the write. Waiting costs one timeout.
+            self.logger.info("log not yet persisted; delaying a campaign this node would win alone")
+            return
         first_unstable = self.raft_log.unstable.maybe_first_index()
         low = first_unstable if first_unstable is not None else self.raft_log.applied + 1
         high = self.raft_log.committed + 1
@@ -1030,7 +1041,9 @@ class Raft:
         if not self.commit_to_current_term():
             self.logger.info("leader has not yet committed in its term; dropping read index msg")
             return
-        if self._prs.is_singleton():
+        # The shortcut holds only if the single voter is this leader: a leader
+        # that removed itself may face a newer leader elected by that voter.
+        if self._prs.is_singleton() and self._prs.conf().voters.contains(self.id):
             self._respond_read_index(m, self.raft_log.committed)
             return
         if self.read_only.option == ReadOnlyOption.Safe:
