@@ -6,6 +6,7 @@ import typer
 
 from multiraft import __version__
 from multiraft.cli.bench import bench_app
+from multiraft.cli.cluster import cluster_app
 from multiraft.cli.kv import kv_app
 from multiraft.cli.placement import placement_app
 from multiraft.cli.region import region_app
@@ -19,6 +20,7 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
 )
+app.add_typer(cluster_app, name="cluster")
 app.add_typer(bench_app, name="bench")
 app.add_typer(kv_app, name="kv")
 app.add_typer(store_app, name="store")
