@@ -1,5 +1,5 @@
 """``python -m multiraft`` runs the command-line interface."""
 
-from multiraft.cli.main import app
+from multiraft.cli.main import run
 
-app()
+run()

@@ -137,6 +137,8 @@ def cli_errors(fn: Callable[_P, _T]) -> Callable[_P, _T]:
             fail(e.message, e.exit_code)
         except ClientError as e:
             fail(str(e), EXIT_ERROR)
+        except ValueError as e:  # a malformed address or argument (ConfigError included)
+            fail(str(e), EXIT_USAGE)
 
     return wrapper
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import os
+import sys
+
 import typer
 
 from multiraft import __version__
@@ -49,3 +52,23 @@ def main(
     ),
 ) -> None:
     """multiraft: a sharded, replicated key-value storage engine."""
+
+
+def run() -> None:
+    """The console script: the app, with a last guard so no traceback reaches a user.
+
+    Every command turns its expected failures into one ``error:`` line itself;
+    this catches anything unexpected. ``MULTIRAFT_DEBUG=1`` shows the traceback.
+    """
+    try:
+        app()
+    except KeyboardInterrupt:
+        sys.exit(130)
+    except Exception as exc:
+        if os.environ.get("MULTIRAFT_DEBUG"):
+            raise
+        typer.echo(
+            f"error: unexpected {type(exc).__name__}: {exc} (MULTIRAFT_DEBUG=1 shows the traceback)",
+            err=True,
+        )
+        sys.exit(1)
