@@ -18,7 +18,12 @@ Theory of operation
 * **Destroy**: a replica that applied a conf change removing itself is tombstoned in the
   same batch as that apply (``delete_raft_meta`` + ``RegionLocalState{Tombstone, final
   region}``); after the commit it leaves the router (its tombstone stays) and everything it
-  held is answered RegionNotFound.
+  held is answered RegionNotFound. A *stale* replica (removed while it could not hear of
+  it) is destroyed the same way by the ready loop, in the batch of the round that learned
+  it is stale: a tombstone notice from a member of a newer configuration, or a message
+  for a larger peer id of this store (multiraft-design §2.3). The tombstone of a replica
+  that never became initialized lists its own peer, so peer creation keeps refusing that
+  peer id (and smaller ones) for good.
 """
 
 from __future__ import annotations
@@ -123,17 +128,26 @@ async def install_snapshot(
     log.info("region %d: applied snapshot at %d", r.region_id, snap.index)
 
 
+def _final_region(r: Replica) -> Region:
+    """The region a tombstone of ``r`` records: as applied, plus its own peer if uninitialized."""
+    region = r.region
+    if r.initialized:
+        return region
+    return Region(region.id, region.start_key, region.end_key, region.epoch, [r.peer])
+
+
 def stage_destroy(r: Replica, batch: WriteBatch) -> None:
-    """Tombstone a replica that applied its own removal (same batch as that apply)."""
+    """Tombstone ``r`` in ``batch``: it applied its own removal (same batch as that apply),
+    or the ready loop learned it is stale (same batch as the round that learned it)."""
     batch.delete_raft_meta(r.region_id)
-    batch.put_region_state(r.region_id, RegionLocalState(PeerState.Tombstone, r.region))
+    batch.put_region_state(r.region_id, RegionLocalState(PeerState.Tombstone, _final_region(r)))
     r.destroyed = True
     # TODO(issue 5): delete the region's data range in the background.
 
 
 def finish_destroy(r: Replica, router: Router) -> None:
     """After the tombstone committed: forget the replica and fail what it held."""
-    router.remove(r.region_id, RegionLocalState(PeerState.Tombstone, r.region))
+    router.remove(r.region_id, RegionLocalState(PeerState.Tombstone, _final_region(r)))
     fail_replica(r, RegionNotFound(r.region_id))
     log.info("region %d: peer %d removed and tombstoned", r.region_id, r.peer.id)
 

@@ -9,6 +9,10 @@ transport, whatever the number of regions and messages in it.
 
 1. **Drain** the inbox: run the due ticks on every replica; step each raft
    envelope into its replica (creating one when ``peer_create`` allows);
+   collect stale peers (multiraft-design §2.3): a sender that a newer
+   membership (conf_ver) leaves out gets an ``is_tombstone`` notice after the
+   commit; a replica told so by a newer membership, or addressed under a
+   larger peer id of this store, is tombstoned in this round's batch;
    check each client request (region, leader, epoch, keys) and either answer
    it at once (errors, lease and stale reads) or queue it on its replica.
    A replica is *dirty* only if something reached it.
@@ -112,6 +116,15 @@ from regions.local_state import PeerState
 __all__ = ["RaftTransportLike", "ReadyLoop", "StoreFatal"]
 
 log = logging.getLogger(__name__)
+
+
+def _gc_notice(r: Replica, env: RaftEnvelope) -> RaftEnvelope:
+    """The reply telling ``env``'s removed sender to destroy itself (TiKV ``handle_stale_msg``):
+    ``is_tombstone`` with our region epoch, and an empty raft message that is never stepped."""
+    region = r.region
+    m = Message(msg_type=MessageType.MsgHup, to=env.from_peer.id, from_=r.peer.id)
+    return RaftEnvelope(region.id, r.peer, env.from_peer, region.epoch, m, True,
+                        region.start_key, region.end_key)  # fmt: skip
 
 
 class RaftTransportLike(Protocol):
@@ -277,20 +290,48 @@ class ReadyLoop:
         if env.to_peer.store_id != self.store_id:
             rs.drop(m.msg_type, "mismatch_store")
             return
-        if env.to_peer.id != r.peer.id or env.is_tombstone:
-            # TODO(issue 5): a larger to_peer id means this peer was removed and re-added:
-            # destroy it and create the new one; is_tombstone asks a removed peer to go.
-            rs.drop(m.msg_type, "stale_peer")
+        if r.destroyed:
+            rs.drop(m.msg_type, "region_tombstone")  # tombstoned this round, still routed
+            return
+        if env.is_tombstone:
+            self._on_gc_notice(r, env, batch, rs)
+            return
+        # Stale peer GC (multiraft-design §2.2-2.3), TiKV's order: a removed sender first,
+        # then the target peer id.
+        region = r.region
+        if r.initialized and region.peer_by_id(env.from_peer.id) is None:
+            if env.region_epoch.conf_ver < region.epoch.conf_ver:
+                # Our membership is newer and leaves the sender out: it was removed (a
+                # committed, applied change), so tell it to destroy itself. One notice per
+                # message it sends; it stops sending once destroyed.
+                rs.gc_notices.append(_gc_notice(r, env))
+                rs.drop(m.msg_type, "stale_peer")
+                return
+            if env.region_epoch.is_stale_against(region.epoch):
+                rs.drop(m.msg_type, "stale_peer")
+                return
+        if env.to_peer.id < r.peer.id:
+            rs.drop(m.msg_type, "stale_peer")  # for a peer of ours that was replaced
+            return
+        if env.to_peer.id > r.peer.id:
+            # Peer ids only grow: this store was given a new peer of the region, so ours was
+            # removed. Destroy it; the next initial message creates the new one (peer_create).
+            # The sender applied that removal and re-add, so its conf_ver is newer than ours;
+            # a message that does not show it (stale, or from a non-member) is dropped.
+            if env.region_epoch.conf_ver <= region.epoch.conf_ver:
+                rs.drop(m.msg_type, "stale_epoch")
+                return
+            if r.peer_state != PeerState.Normal:
+                rs.drop(m.msg_type, "applying_snapshot")
+                return
+            self._destroy(r, batch, rs, f"a message for its newer peer {env.to_peer.id}")
+            rs.drop(m.msg_type, "region_tombstone")
             return
         if r.peer_state != PeerState.Normal:
             rs.drop(m.msg_type, "applying_snapshot")
             return
         if m.msg_type == MessageType.MsgSnapshot:
             rs.drop(m.msg_type, "step_failed")  # snapshots arrive as streams, never inline
-            return
-        if (r.initialized and env.region_epoch.is_stale_against(r.region.epoch)
-                and r.region.peer_by_id(env.from_peer.id) is None):  # fmt: skip
-            rs.drop(m.msg_type, "stale_peer")
             return
         r.remember_peer(env.from_peer)
         try:
@@ -300,6 +341,32 @@ class ReadyLoop:
             return
         rs.received[m.msg_type] = rs.received.get(m.msg_type, 0) + 1
         self.dirty[r.region_id] = r
+
+    def _on_gc_notice(
+        self, r: Replica, env: RaftEnvelope, batch: WriteBatch, rs: RoundStats
+    ) -> None:
+        """An ``is_tombstone`` notice: destroy ``r`` only if it is the peer addressed and the
+        notice's membership (conf_ver) is newer than ours; any other notice is harmless."""
+        t = env.message.msg_type
+        if env.to_peer.id != r.peer.id:
+            rs.drop(t, "stale_peer")  # meant for another (older or newer) peer of ours
+            return
+        if env.region_epoch.conf_ver <= r.region.epoch.conf_ver:
+            rs.drop(t, "stale_epoch")  # not newer than what we applied: a stale notice
+            return
+        if r.peer_state != PeerState.Normal:
+            rs.drop(t, "applying_snapshot")
+            return
+        self._destroy(r, batch, rs, f"a tombstone notice from peer {env.from_peer.id}")
+        rs.drop(t, "region_tombstone")
+
+    def _destroy(self, r: Replica, batch: WriteBatch, rs: RoundStats, why: str) -> None:
+        """Tombstone a stale replica in this round's batch; it leaves the router after the
+        commit (``finish_destroy``), its waiters answered RegionNotFound."""
+        stage_destroy(r, batch)
+        rs.destroyed.append(r)
+        log.info("store %d: destroying stale peer %d of region %d (epoch %s): %s",
+                 self.store_id, r.peer.id, r.region_id, r.region.epoch, why)  # fmt: skip
 
     def _on_kv(self, item: KvItem, rs: RoundStats, now: float) -> None:
         req = item.req
@@ -339,7 +406,7 @@ class ReadyLoop:
     def _on_admin(self, item: AdminItem) -> AdminResponse:
         req = item.req
         r = self.router.get(req.region_id)
-        if r is None or not r.initialized:
+        if r is None or not r.initialized or r.destroyed:
             return AdminResponse(req.request_id, RegionNotFound(req.region_id))
         cmd = req.command
         if isinstance(cmd, TransferLeader):
@@ -558,6 +625,10 @@ class ReadyLoop:
             waiter.set(answer)
         for label, n in ctx.results.items():
             inc(rs.proposals, label, n)
+        for r in rs.destroyed:
+            finish_destroy(r, self.router)
+        for env in rs.gc_notices:
+            self.transport.send(env.to_peer.store_id, env)  # best effort: no unreachable report
         for r, _ in readies:
             if r.destroyed:
                 finish_destroy(r, self.router)

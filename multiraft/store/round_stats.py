@@ -17,6 +17,7 @@ from multiraft.raft import MessageType
 from multiraft.storage.write_batch import WriteBatch
 from multiraft.store.apply import ApplyContext
 from multiraft.store.reads import ReadRequest
+from multiraft.wire.messages import RaftEnvelope
 
 if TYPE_CHECKING:
     from multiraft.store.replica import Replica
@@ -44,6 +45,10 @@ class RoundStats:
     unreachable: list[tuple[Replica, int]] = field(default_factory=list)
     #: Lease and stale reads to serve from this round's read transaction.
     immediate: list[tuple[Replica, ReadRequest]] = field(default_factory=list)
+    #: Stale replicas tombstoned in this round's batch: leave the router after the commit.
+    destroyed: list[Replica] = field(default_factory=list)
+    #: ``is_tombstone`` notices for removed senders, sent after the commit.
+    gc_notices: list[RaftEnvelope] = field(default_factory=list)
 
     def drop(self, t: MessageType, reason: str) -> None:
         key = (t, reason)
