@@ -79,17 +79,23 @@ def _wait(
     """Poll ``cond`` until true; fail if the child died or the time ran out."""
     deadline = time.monotonic() + timeout
     while not cond():
-        if child.poll() is not None:
+        # Waiting on the child for a moment doubles as the "did it die?" check.
+        try:
+            child.wait(timeout=0.002)
+        except subprocess.TimeoutExpired:
+            pass
+        else:
             pytest.fail(f"child exited with {child.returncode}:\n{err.read_text()}")
         if time.monotonic() > deadline:
             pytest.fail("child made no progress in time")
-        time.sleep(0.002)
 
 
 def _kill_after(child: subprocess.Popen[bytes], seconds: float) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline and child.poll() is None:
-        time.sleep(0.001)
+    """SIGKILL the child ``seconds`` from now: a random moment in its write loop."""
+    try:
+        child.wait(timeout=seconds)
+    except subprocess.TimeoutExpired:
+        pass
     child.kill()
     child.wait()
 
