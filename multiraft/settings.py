@@ -109,6 +109,16 @@ class PlacementConfig:
     metrics_listen: str = "127.0.0.1:9379"
     #: Replicas of the first region; the cluster bootstraps once this many stores joined.
     bootstrap_replicas: int = 3
+    #: Whether the scheduling loop creates operators (manual ones work either way).
+    #: Off by default until stores execute operator steps (issue 5); until then
+    #: every scheduled operator would only time out.
+    schedule_enabled: bool = False
+    #: Seconds between two scheduling passes.
+    schedule_interval: float = 1.0
+    #: Most running operators that put work on one store.
+    schedule_store_limit: int = 2
+    #: A store silent this long has its replicas replaced (PD: 30 min).
+    max_store_down_seconds: float = 30 * 60.0
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> PlacementConfig:
@@ -132,6 +142,15 @@ class PlacementConfig:
         br = kw.get("bootstrap_replicas", 3)
         if type(br) is not int:
             raise ConfigError("placement bootstrap_replicas must be an integer")
+        if type(kw.get("schedule_enabled", False)) is not bool:
+            raise ConfigError("placement schedule_enabled must be true or false")
+        if type(kw.get("schedule_store_limit", 2)) is not int:
+            raise ConfigError("placement schedule_store_limit must be an integer")
+        for name in ("schedule_interval", "max_store_down_seconds"):
+            if name in kw:
+                if type(kw[name]) not in (int, float):
+                    raise ConfigError(f"placement {name} must be a number of seconds")
+                kw[name] = float(kw[name])
         return cls(**kw).validate()
 
     @classmethod
@@ -162,6 +181,10 @@ class PlacementConfig:
             raise ConfigError(
                 f"bootstrap_replicas must be between 1 and 7, got {self.bootstrap_replicas}"
             )
+        if not self.schedule_interval > 0 or not self.max_store_down_seconds > 0:
+            raise ConfigError("schedule_interval and max_store_down_seconds must be positive")
+        if self.schedule_store_limit < 1:
+            raise ConfigError("schedule_store_limit must be at least 1")
         return self
 
     def advertise_address(self, bound_port: int) -> str:

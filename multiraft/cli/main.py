@@ -11,6 +11,7 @@ from multiraft import __version__
 from multiraft.cli.bench import bench_app
 from multiraft.cli.cluster import cluster_app
 from multiraft.cli.kv import kv_app
+from multiraft.cli.operator import operator_app
 from multiraft.cli.placement import placement_app
 from multiraft.cli.region import region_app
 from multiraft.cli.server import server_app
@@ -28,6 +29,7 @@ app.add_typer(bench_app, name="bench")
 app.add_typer(kv_app, name="kv")
 app.add_typer(store_app, name="store")
 app.add_typer(region_app, name="region")
+app.add_typer(operator_app, name="operator")
 app.add_typer(placement_app, name="placement")
 app.add_typer(server_app, name="server")
 

@@ -55,16 +55,23 @@ from multiraft.transport import (
 from multiraft.wire import DEFAULT_MAX_FRAME_SIZE, ErrorCode, FrameKind, Hello, WireError
 from multiraft.wire.placement_codec import decode_placement_response
 from multiraft.wire.placement_messages import (
+    AddOperator,
     AllocIds,
+    CancelOperator,
     ClusterInfo,
     DownPeer,
     GetAllStores,
     GetClusterInfo,
+    GetOperator,
     GetRegion,
     GetRegionById,
     GetStore,
     Ids,
+    ListOperators,
+    ManualOperator,
     Ok,
+    OperatorInfo,
+    OperatorList,
     PlacementBody,
     PlacementError,
     PlacementRequest,
@@ -214,6 +221,36 @@ class PlacementClient:
         at most ``limit`` (0: as many as the service sends, up to 10 000)."""
         return self._expect(await self.call(ScanRegions(start_key, end_key, limit)),
                             RegionRoutes).routes  # fmt: skip
+
+    # -- operators ---------------------------------------------------------------------------
+
+    async def list_operators(self) -> list[OperatorInfo]:
+        """Running operators (by region), then recently finished ones (newest first)."""
+        return self._expect(await self.call(ListOperators()), OperatorList).operators
+
+    async def get_operator(self, region_id: int) -> OperatorInfo | None:
+        """The region's running operator, else its latest finished one, else None."""
+        result = await self.call(GetOperator(region_id))
+        return None if result is None else self._expect(result, OperatorInfo)
+
+    async def cancel_operator(self, region_id: int) -> OperatorInfo:
+        """Cancel the region's running operator. Raises :class:`PlacementRequestError`
+        (``RegionNotFound``) when none runs."""
+        return self._expect(await self.call(CancelOperator(region_id)), OperatorInfo)
+
+    async def add_operator(
+        self,
+        kind: ManualOperator,
+        region_id: int,
+        *,
+        from_store: int = 0,
+        to_store: int = 0,
+        split_key: bytes = b"",
+    ) -> OperatorInfo:
+        """Start a manual operator. Raises :class:`PlacementRequestError`
+        (``InvalidArgument``) when it cannot be built or the region is busy."""
+        body = AddOperator(kind, region_id, from_store, to_store, split_key)
+        return self._expect(await self.call(body), OperatorInfo)
 
     # -- machinery ---------------------------------------------------------------------------
 

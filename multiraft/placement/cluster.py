@@ -44,18 +44,26 @@ from multiraft.placement.heartbeats import (
 )
 from multiraft.placement.id_alloc import DEFAULT_WINDOW, MAX_ALLOC, IdAllocator
 from multiraft.placement.routing import RegionMap
+from multiraft.placement.scheduler import OperatorController, SchedulerConfig
 from multiraft.settings import ConfigError, parse_address
 from multiraft.storage import Engine
 from multiraft.wire.placement_messages import (
+    AddOperator,
     AllocIds,
+    CancelOperator,
     ClusterInfo,
     GetAllStores,
     GetClusterInfo,
+    GetOperator,
     GetRegion,
     GetRegionById,
     GetStore,
     Ids,
+    ListOperators,
+    ManualOperator,
     Ok,
+    OperatorInfo,
+    OperatorList,
     PlacementBody,
     PlacementErrorCode,
     PlacementResult,
@@ -73,13 +81,29 @@ from multiraft.wire.placement_messages import (
     StoreStats,
 )
 from regions.region import Region
+from regions.scheduling import (
+    ClusterSnapshot,
+    Operator,
+    OperatorError,
+    RegionView,
+    Step,
+    StoreView,
+    make_move_peer,
+    make_split_region,
+    make_transfer_leader,
+)
+from regions.scheduling import (
+    StoreState as ScheduleStoreState,
+)
 
-__all__ = ["Cluster", "ClusterStatistics"]
+__all__ = ["Cluster", "ClusterStatistics", "operator_info"]
 
 log = logging.getLogger(__name__)
 
 #: Most regions one ScanRegions answer carries (limit 0 or larger asks for this many).
 MAX_SCAN_REGIONS = 10_000
+#: Ids kept ready for the scheduling pass (which allocates synchronously).
+_ID_POOL = 128
 _Code = PlacementErrorCode
 
 
@@ -119,6 +143,7 @@ class Cluster:
         metrics: PlacementMetrics | None = None,
         id_window: int = DEFAULT_WINDOW,
         clock: Callable[[], float] = trio.current_time,
+        scheduler: SchedulerConfig | None = None,
     ) -> None:
         state = meta.load()
         self._meta = meta
@@ -141,6 +166,8 @@ class Cluster:
         self._region_heartbeats = 0
         self._stale_heartbeats = 0
         self._closed = False
+        self.operators = OperatorController(scheduler, metrics=metrics)
+        self._id_pool: list[int] = []
         self.refresh_metrics()
 
     @classmethod
@@ -152,6 +179,7 @@ class Cluster:
         bootstrap_replicas: int = 3,
         metrics: PlacementMetrics | None = None,
         id_window: int = DEFAULT_WINDOW,
+        scheduler: SchedulerConfig | None = None,
     ) -> Cluster:
         """Open the metadata in ``data_dir`` (in a worker thread) and load it.
 
@@ -162,7 +190,11 @@ class Cluster:
         meta = await trio.to_thread.run_sync(lambda: ClusterMeta.open(data_dir, sync=sync))
         try:
             return cls(
-                meta, bootstrap_replicas=bootstrap_replicas, metrics=metrics, id_window=id_window
+                meta,
+                bootstrap_replicas=bootstrap_replicas,
+                metrics=metrics,
+                id_window=id_window,
+                scheduler=scheduler,
             )
         except BaseException:
             meta.close()
@@ -205,14 +237,22 @@ class Cluster:
             case StoreHeartbeat(stats):
                 return await self.store_heartbeat(stats)
             case RegionHeartbeat():
-                await self.region_heartbeat(body)
-                return RegionHeartbeatReply()
+                return RegionHeartbeatReply(await self.region_heartbeat(body))
             case GetRegion(key):
                 return self.get_region(key)
             case GetRegionById(region_id):
                 return self.get_region_by_id(region_id)
             case ScanRegions(start_key, end_key, limit):
                 return RegionRoutes(self.scan_regions(start_key, end_key, limit))
+            case ListOperators():
+                return OperatorList(self.list_operators())
+            case GetOperator(region_id):
+                op = self.operators.get(region_id)
+                return operator_info(op) if op is not None else None
+            case CancelOperator(region_id):
+                return self.cancel_operator(region_id)
+            case AddOperator():
+                return await self.add_operator(body)
         raise PlacementFailure(_Code.InvalidArgument, f"unknown request {type(body).__name__}")
 
     # -- cluster and ids ---------------------------------------------------------------------
@@ -345,8 +385,9 @@ class Cluster:
                 f"joined ({len(self._stores)} so far)",
             )
 
-    async def region_heartbeat(self, hb: RegionHeartbeat) -> None:
-        """Accept a region leader's report, or raise ``StaleEpoch``."""
+    async def region_heartbeat(self, hb: RegionHeartbeat) -> Step | None:
+        """Accept a region leader's report, or raise ``StaleEpoch``; the region's operator
+        step to send back (None: nothing to do)."""
         self._require_bootstrapped()
         async with self._lock:
             try:
@@ -383,10 +424,12 @@ class Cluster:
                 hb.approximate_keys,
                 self._clock(),
             )
+            step = self.operators.on_region_heartbeat(update.region, hb.leader, self._clock())
         self._region_heartbeats += 1
         if self._metrics is not None:
             self._metrics.heartbeats.labels("region").inc()
             self._metrics.regions.set(len(self._routes))
+        return step
 
     def _route(self, region: Region) -> RegionRoute:
         rt = self._region_runtime.get(region.id)
@@ -414,6 +457,108 @@ class Cluster:
     def region_runtime(self, region_id: int) -> RegionRuntime | None:
         """What the last accepted heartbeat of a region said (None: none since startup)."""
         return self._region_runtime.get(region_id)
+
+    # -- scheduling ----------------------------------------------------------------------------
+
+    def snapshot(self) -> ClusterSnapshot:
+        """Stores and regions as the heartbeats describe them now (for the schedulers)."""
+        now = self._clock()
+        down = self.operators.config.max_store_down_seconds
+        stores = [
+            StoreView(
+                sid,
+                ScheduleStoreState(store_liveness(s, now, down_after=down)),
+                silent_seconds=max(now - s.last_heartbeat, 0.0),
+            )
+            for sid, s in self._stores.items()
+        ]
+        views = []
+        for region in self._routes.scan(b"", b"", len(self._routes) + 1):
+            rt = self._region_runtime.get(region.id)
+            if rt is None:
+                views.append(RegionView(region))
+                continue
+            views.append(
+                RegionView(
+                    region,
+                    rt.leader,
+                    rt.approximate_size,
+                    rt.approximate_keys,
+                    {d.peer.id: float(d.down_seconds) for d in rt.down_peers},
+                    frozenset(p.id for p in rt.pending_peers),
+                )
+            )
+        return ClusterSnapshot(stores, views)
+
+    async def schedule_tick(self) -> list[Operator]:
+        """One scheduling pass: time out operators, create new ones; the new ones."""
+        if not self._bootstrapped:
+            return []
+        if len(self._id_pool) < _ID_POOL:
+            ids = await self.alloc_ids(_ID_POOL - len(self._id_pool))
+            self._id_pool.extend(ids.range())
+        async with self._lock:
+            pool = self._id_pool
+
+            def alloc_id() -> int:
+                if not pool:
+                    raise OperatorError("the scheduling pass ran out of ids")
+                return pool.pop(0)
+
+            try:
+                return self.operators.tick(self.snapshot(), self._clock(), alloc_id)
+            except OperatorError as e:
+                log.warning("scheduling pass stopped: %s", e)
+                return []
+
+    def list_operators(self) -> list[OperatorInfo]:
+        """Running operators by region, then finished ones, newest first."""
+        running = [operator_info(op) for op in self.operators.running()]
+        done = [operator_info(f.operator) for f in reversed(self.operators.history())]
+        return running + done
+
+    def cancel_operator(self, region_id: int) -> OperatorInfo:
+        op = self.operators.cancel(region_id, self._clock())
+        if op is None:
+            raise PlacementFailure(
+                _Code.RegionNotFound, f"region {region_id} has no running operator"
+            )
+        return operator_info(op)
+
+    async def add_operator(self, req: AddOperator) -> OperatorInfo:
+        """Start a manual operator (transfer-leader, move-peer, split-region)."""
+        self._require_bootstrapped()
+        new_peer = 0
+        if req.kind == ManualOperator.MovePeer:
+            new_peer = (await self.alloc_ids(1)).first
+        async with self._lock:
+            region = self._routes.get(req.region_id)
+            if region is None:
+                raise PlacementFailure(_Code.RegionNotFound, f"region {req.region_id} not found")
+            rt = self._region_runtime.get(region.id)
+            leader = rt.leader.store_id if rt is not None and rt.leader is not None else None
+            size = rt.approximate_size if rt is not None else 0
+            now = self._clock()
+            timeouts = self.operators.config.timeouts
+            try:
+                if req.kind == ManualOperator.TransferLeader:
+                    op = make_transfer_leader(region, leader, req.to_store, now=now,
+                                              desc="admin", region_size=size, timeouts=timeouts)  # fmt: skip
+                elif req.kind == ManualOperator.MovePeer:
+                    if req.to_store not in self._stores:
+                        raise OperatorError(f"store {req.to_store} is not registered")
+                    op = make_move_peer(region, leader, req.from_store, req.to_store, new_peer,
+                                        now=now, desc="admin", region_size=size,
+                                        use_joint=self.operators.config.use_joint,
+                                        timeouts=timeouts)  # fmt: skip
+                else:
+                    keys = [req.split_key] if req.split_key else []
+                    op = make_split_region(region, keys, now=now, desc="admin",
+                                           region_size=size, timeouts=timeouts)  # fmt: skip
+                self.operators.add(op, now)
+            except OperatorError as e:
+                raise PlacementFailure(_Code.InvalidArgument, str(e)) from None
+            return operator_info(op)
 
     # -- persistence, metrics, statistics ----------------------------------------------------
 
@@ -453,3 +598,17 @@ class Cluster:
             stale_heartbeats=self._stale_heartbeats,
             id_high_water=self._ids.high_water,
         )
+
+
+def operator_info(op: Operator) -> OperatorInfo:
+    """The wire record of an operator."""
+    return OperatorInfo(
+        region_id=op.region_id,
+        kind=str(op.kind),
+        desc=op.desc,
+        status=str(op.status),
+        step_index=op.step_index,
+        steps=list(op.steps),
+        created_at=float(op.created_at),
+        finished_at=None if op.finished_at is None else float(op.finished_at),
+    )

@@ -25,6 +25,7 @@ from prometheus_client import CollectorRegistry
 
 from multiraft.metrics import PlacementServerMetrics, serve_metrics
 from multiraft.placement.cluster import Cluster
+from multiraft.placement.scheduler import SchedulerConfig
 from multiraft.placement.service import PlacementServer, PlacementServerLimits
 from multiraft.settings import PlacementConfig, format_address, parse_address
 
@@ -91,6 +92,12 @@ async def run_placement(
         config.data_dir,
         bootstrap_replicas=config.bootstrap_replicas,
         metrics=metrics.placement,
+        scheduler=SchedulerConfig(
+            enabled=config.schedule_enabled,
+            max_replicas=config.bootstrap_replicas,
+            store_limit=config.schedule_store_limit,
+            max_store_down_seconds=config.max_store_down_seconds,
+        ),
     )
     listeners: list[trio.SocketListener] = []
     try:
@@ -117,6 +124,7 @@ async def run_placement(
                 await nursery.start(serve_metrics, metrics.registry, mhost, mport)
                 metrics_address = format_address(mhost, mport)
             nursery.start_soon(_housekeeping, cluster)
+            nursery.start_soon(_scheduling, cluster, config.schedule_interval)
             log.info(
                 "placement service of cluster %d listening on %s (advertised as %s)%s",
                 cluster.cluster_id,
@@ -138,3 +146,13 @@ async def _housekeeping(cluster: Cluster) -> None:
     while True:
         await trio.sleep(HOUSEKEEPING_INTERVAL)
         cluster.refresh_metrics()
+
+
+async def _scheduling(cluster: Cluster, interval: float) -> None:
+    """The scheduling loop: one pass every ``interval`` seconds; a failed pass is logged."""
+    while True:
+        await trio.sleep(interval)
+        try:
+            await cluster.schedule_tick()
+        except Exception:
+            log.exception("scheduling pass failed")

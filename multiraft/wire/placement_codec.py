@@ -11,7 +11,13 @@ Schema (``u`` = u64, ``b`` = bytes, ``s`` = text, ``?`` = bool;
 ``STATS`` = 11 items ``store_id, region_count, leader_count, used_bytes,
 capacity_bytes, available_bytes, sending_snap_count, receiving_snap_count,
 applying_snap_count`` (u), ``is_busy ?, uptime_seconds u``;
-``ROUTE`` = one nested array ``[REGION, PEER?]``)::
+``ROUTE`` = one nested array ``[REGION, PEER?]``;
+``STEP`` = one nested array ``[step tag, conf_ver u, version u, fields...]`` with
+1 AddLearner PEER, 2 PromoteLearner PEER, 3 DemoteVoter PEER, 4 JointEnter
+``[PEER*] [PEER*]`` (promote, demote), 5 JointLeave ``[PEER*] [PEER*]``,
+6 TransferLeader ``from_store u, to_store u``, 7 RemovePeer PEER, 8 SplitRegion ``[b*]``;
+``OPERATOR`` = one nested array ``[region_id u, kind s, desc s, status s, step_index u,
+[STEP*], created_at f, [finished_at f]?]`` (``f`` = a finite float))::
 
   PLACEMENT_REQUEST  [request_id u, tag, fields...]
     1 GetClusterInfo []   2 AllocIds [count u]   3 PutStore [STORE]
@@ -20,11 +26,13 @@ applying_snap_count`` (u), ``is_busy ?, uptime_seconds u``;
                        approximate_keys u, [(PEER, down_seconds u)*], [PEER*]]
     8 GetRegion [key b]   9 GetRegionById [region_id u]
     10 ScanRegions [start_key b, end_key b, limit u]
+    11 ListOperators []   12 GetOperator [region_id u]   13 CancelOperator [region_id u]
+    14 AddOperator [kind u, region_id u, from_store u, to_store u, split_key b]
   PLACEMENT_RESPONSE [request_id u, tag, fields...]
     1 ClusterInfo [cluster_id u, bootstrapped ?]   2 Ids [first u, count u]   3 Ok []
     4 StoreInfo [STORE]   5 StoreList [[STORE]*]   6 StoreHeartbeatReply [REGION*]
-    7 RegionHeartbeatReply []   8 RegionRoute [REGION, PEER?]   9 no route (None) []
-    10 RegionRoutes [ROUTE*]
+    7 RegionHeartbeatReply [STEP?]   8 RegionRoute [REGION, PEER?]   9 no route (None) []
+    10 RegionRoutes [ROUTE*]   11 OperatorInfo [OPERATOR]   12 OperatorList [OPERATOR*]
     16 PlacementError [code u, message s]
 
 A stored store record (the placement service's LMDB) is ``[STORE]``, read back by
@@ -44,16 +52,23 @@ from multiraft.wire import _cbor as c
 from multiraft.wire._cbor import guard
 from multiraft.wire.errors import SchemaError
 from multiraft.wire.placement_messages import (
+    AddOperator,
     AllocIds,
+    CancelOperator,
     ClusterInfo,
     DownPeer,
     GetAllStores,
     GetClusterInfo,
+    GetOperator,
     GetRegion,
     GetRegionById,
     GetStore,
     Ids,
+    ListOperators,
+    ManualOperator,
     Ok,
+    OperatorInfo,
+    OperatorList,
     PlacementBody,
     PlacementError,
     PlacementErrorCode,
@@ -74,6 +89,17 @@ from multiraft.wire.placement_messages import (
     StoreStats,
 )
 from regions.region import Peer
+from regions.scheduling.steps import (
+    AddLearner,
+    DemoteVoter,
+    JointEnter,
+    JointLeave,
+    PromoteLearner,
+    RemovePeer,
+    SplitRegion,
+    Step,
+    TransferLeader,
+)
 
 __all__ = [
     "decode_placement_request",
@@ -86,6 +112,7 @@ __all__ = [
 
 _STORE_STATES: dict[int, StoreState] = {s.value: s for s in StoreState}
 _ERROR_CODES: dict[int, PlacementErrorCode] = {e.value: e for e in PlacementErrorCode}
+_MANUAL_KINDS: dict[int, ManualOperator] = {k.value: k for k in ManualOperator}
 
 Fields = tuple[Any, ...]
 #: A variant decoder: (the variant's fields, payload name) -> the object.
@@ -186,6 +213,108 @@ def _route_from(f: list[Any], w: str) -> RegionRoute:
     return RegionRoute(c.region_from(f[0], w), leader)
 
 
+# -- operator steps and operators ----------------------------------------------------------------
+
+
+def _peer_list(ps: tuple[Peer, ...]) -> list[Any]:
+    return [x for p in ps for x in _peer_fields(p)]
+
+
+def _step_array(st: Step) -> list[Any]:
+    head: list[Any] = [st.epoch.conf_ver, st.epoch.version]
+    match st:
+        case AddLearner(_, p):
+            return [1, *head, *_peer_fields(p)]
+        case PromoteLearner(_, p):
+            return [2, *head, *_peer_fields(p)]
+        case DemoteVoter(_, p):
+            return [3, *head, *_peer_fields(p)]
+        case JointEnter(_, ups, downs):
+            return [4, *head, _peer_list(ups), _peer_list(downs)]
+        case JointLeave(_, ups, downs):
+            return [5, *head, _peer_list(ups), _peer_list(downs)]
+        case TransferLeader(_, a, b):
+            return [6, *head, a, b]
+        case RemovePeer(_, p):
+            return [7, *head, *_peer_fields(p)]
+        case SplitRegion(_, keys):
+            return [8, *head, list(keys)]
+    raise TypeError(f"unknown step {st!r}")
+
+
+_PEER_STEPS: dict[int, type[AddLearner | PromoteLearner | DemoteVoter | RemovePeer]] = {
+    1: AddLearner, 2: PromoteLearner, 3: DemoteVoter, 7: RemovePeer,
+}  # fmt: skip
+
+
+def _step_from(v: object, w: str) -> Step:
+    a = c.array(v, w, "step")
+    if len(a) < 3:
+        raise SchemaError(w, f"a step takes at least 3 fields, got {len(a)}")
+    tag = a[0]
+    if type(tag) is not int:
+        c.fail(w, "step tag", "an int", tag)
+    ep = c.take_epoch(a, 1, w)
+    f = a[3:]
+    if tag in _PEER_STEPS:
+        _want(f, 3, w, "a peer step")
+        return _PEER_STEPS[tag](ep, c.take_peer(f, 0, w, "step peer"))
+    if tag in (4, 5):
+        _want(f, 2, w, "a joint step")
+        ups = tuple(_peers_flat(f[0], w, "promote"))
+        downs = tuple(_peers_flat(f[1], w, "demote"))
+        return JointEnter(ep, ups, downs) if tag == 4 else JointLeave(ep, ups, downs)
+    if tag == 6:
+        _want(f, 2, w, "TransferLeader")
+        return TransferLeader(ep, c.u64(f[0], w, "from_store"), c.u64(f[1], w, "to_store"))
+    if tag == 8:
+        _want(f, 1, w, "SplitRegion")
+        keys = c.array(f[0], w, "split keys")
+        return SplitRegion(ep, tuple(c.byt(k, w, "split key") for k in keys))
+    raise SchemaError(w, f"unknown step tag {tag}: expected 1..8")
+
+
+def _finite(v: object, w: str, field: str) -> float:
+    if type(v) is not float or v != v or v in (float("inf"), float("-inf")):
+        c.fail(w, field, "a finite float", v)
+    return v
+
+
+def _operator_array(o: OperatorInfo) -> list[Any]:
+    out: list[Any] = [o.region_id, o.kind, o.desc, o.status, o.step_index,
+                      [_step_array(s) for s in o.steps], float(o.created_at)]  # fmt: skip
+    if o.finished_at is not None:
+        out.append(float(o.finished_at))
+    return out
+
+
+def _operator_from(v: object, w: str) -> OperatorInfo:
+    a = c.array(v, w, "operator")
+    if len(a) not in (7, 8):
+        raise SchemaError(w, f"an operator takes 7 or 8 fields, got {len(a)}")
+    return OperatorInfo(
+        c.u64(a[0], w, "region_id"), c.text(a[1], w, "kind"), c.text(a[2], w, "desc"),
+        c.text(a[3], w, "status"), c.u64(a[4], w, "step_index"),
+        [_step_from(s, w) for s in c.array(a[5], w, "steps")],
+        _finite(a[6], w, "created_at"),
+        _finite(a[7], w, "finished_at") if len(a) == 8 else None,
+    )  # fmt: skip
+
+
+def _heartbeat_reply(f: list[Any], w: str) -> RegionHeartbeatReply:
+    if len(f) > 1:
+        raise SchemaError(w, f"RegionHeartbeatReply takes 0 or 1 fields, got {len(f)}")
+    return RegionHeartbeatReply(_step_from(f[0], w) if f else None)
+
+
+def _add_operator(f: list[Any], w: str) -> AddOperator:
+    _want(f, 5, w, "AddOperator")
+    return AddOperator(
+        c.enum_member(_MANUAL_KINDS, f[0], w, "kind"), c.u64(f[1], w, "region_id"),
+        c.u64(f[2], w, "from_store"), c.u64(f[3], w, "to_store"), c.byt(f[4], w, "split_key"),
+    )  # fmt: skip
+
+
 # -- store records ------------------------------------------------------------------------------
 
 
@@ -230,6 +359,14 @@ def _body_fields(b: PlacementBody) -> Fields:
             return (9, region_id)
         case ScanRegions(start_key, end_key, limit):
             return (10, start_key, end_key, limit)
+        case ListOperators():
+            return (11,)
+        case GetOperator(region_id):
+            return (12, region_id)
+        case CancelOperator(region_id):
+            return (13, region_id)
+        case AddOperator(kind, region_id, from_store, to_store, split_key):
+            return (14, kind, region_id, from_store, to_store, split_key)
         case _:
             assert_never(b)
 
@@ -268,6 +405,10 @@ _BODIES: dict[int, Decoder] = {
     8: lambda f, w: GetRegion(c.byt(_want(f, 1, w, "GetRegion")[0], w, "key")),
     9: lambda f, w: GetRegionById(c.u64(_want(f, 1, w, "GetRegionById")[0], w, "region_id")),
     10: _scan_regions,
+    11: _no_fields(ListOperators, "ListOperators"),
+    12: lambda f, w: GetOperator(c.u64(_want(f, 1, w, "GetOperator")[0], w, "region_id")),
+    13: lambda f, w: CancelOperator(c.u64(_want(f, 1, w, "CancelOperator")[0], w, "region_id")),
+    14: _add_operator,
 }
 
 
@@ -302,14 +443,18 @@ def _result_fields(r: PlacementResult | PlacementError) -> Fields:
             return (5, *(list(_store_fields(s)) for s in stores))
         case StoreHeartbeatReply(regions):
             return (6, *(c.region_array(x) for x in regions))
-        case RegionHeartbeatReply():
-            return (7,)
+        case RegionHeartbeatReply(step):
+            return (7,) if step is None else (7, _step_array(step))
         case RegionRoute():
             return (8, *_route_array(r))
         case None:
             return (9,)
         case RegionRoutes(routes):
             return (10, *(_route_array(x) for x in routes))
+        case OperatorInfo():
+            return (11, _operator_array(r))
+        case OperatorList(ops):
+            return (12, *(_operator_array(o) for o in ops))
         case PlacementError(code, message):
             return (_TAG_ERROR, code, message)
         case _:
@@ -335,10 +480,12 @@ _RESULTS: dict[int, Decoder] = {
     4: lambda f, w: _store_from(_want(f, _STORE_N, w, "StoreInfo"), 0, w),
     5: _store_list,
     6: lambda f, w: StoreHeartbeatReply([c.region_from(r, w) for r in f]),
-    7: _no_fields(RegionHeartbeatReply, "RegionHeartbeatReply"),
+    7: _heartbeat_reply,
     8: _route_from,
     9: _no_fields(lambda: None, "no route"),
     10: lambda f, w: RegionRoutes([_route_from(c.array(r, w, "route"), w) for r in f]),
+    11: lambda f, w: _operator_from(_want(f, 1, w, "OperatorInfo")[0], w),
+    12: lambda f, w: OperatorList([_operator_from(o, w) for o in f]),
     _TAG_ERROR: _placement_error,
 }  # fmt: skip
 

@@ -20,6 +20,10 @@ Request bodies and the result each one gets (or a :class:`PlacementError`):
 :class:`GetRegion`        :class:`RegionRoute` or ``None`` (no region holds the key)
 :class:`GetRegionById`    :class:`RegionRoute` or ``None``
 :class:`ScanRegions`      :class:`RegionRoutes` (in key order)
+:class:`ListOperators`    :class:`OperatorList` (running, then recently finished)
+:class:`GetOperator`      :class:`OperatorInfo` or ``None`` (no operator known)
+:class:`CancelOperator`   :class:`OperatorInfo` (``RegionNotFound`` if none is running)
+:class:`AddOperator`      :class:`OperatorInfo` (``InvalidArgument`` if it cannot be built)
 ========================  ============================================================
 
 Invariants a decoder guarantees (and an encoder assumes): ids, counts, sizes and
@@ -34,6 +38,7 @@ from dataclasses import dataclass, field
 from enum import IntEnum
 
 from regions.region import Peer, Region
+from regions.scheduling.steps import Step
 
 # -- stores ----------------------------------------------------------------------------------
 
@@ -166,6 +171,42 @@ class ScanRegions:
     limit: int = 0
 
 
+@dataclass(frozen=True, slots=True)
+class ListOperators:
+    """Every running operator, then the recently finished ones."""
+
+
+@dataclass(frozen=True, slots=True)
+class GetOperator:
+    """The region's running operator, else its most recent finished one."""
+
+    region_id: int
+
+
+@dataclass(frozen=True, slots=True)
+class CancelOperator:
+    region_id: int
+
+
+class ManualOperator(IntEnum):
+    """What :class:`AddOperator` asks for."""
+
+    TransferLeader = 1  # to_store
+    MovePeer = 2  # from_store -> to_store
+    SplitRegion = 3  # split_key (empty: in half)
+
+
+@dataclass(frozen=True, slots=True)
+class AddOperator:
+    """Start a manual operator on a region; unused arguments are 0 / empty."""
+
+    kind: ManualOperator
+    region_id: int
+    from_store: int = 0
+    to_store: int = 0
+    split_key: bytes = b""
+
+
 PlacementBody = (
     GetClusterInfo
     | AllocIds
@@ -177,6 +218,10 @@ PlacementBody = (
     | GetRegion
     | GetRegionById
     | ScanRegions
+    | ListOperators
+    | GetOperator
+    | CancelOperator
+    | AddOperator
 )
 
 
@@ -226,7 +271,32 @@ class StoreHeartbeatReply:
 
 @dataclass(frozen=True, slots=True)
 class RegionHeartbeatReply:
-    """Accepted. (Operators for the region arrive here in a later issue.)"""
+    """Accepted. ``operator_step``: the current step of the region's operator, for the
+    leader to propose *with the step's epoch* (None: nothing to do)."""
+
+    operator_step: Step | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorInfo:
+    """An operator as the placement service reports it. Times are the service's clock
+    (seconds); ``finished_at`` is None while it runs; ``status`` is an
+    :class:`~regions.scheduling.OperatorStatus` value and ``kind`` an
+    :class:`~regions.scheduling.OperatorKind` value."""
+
+    region_id: int
+    kind: str
+    desc: str
+    status: str
+    step_index: int
+    steps: list[Step]
+    created_at: float
+    finished_at: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class OperatorList:
+    operators: list[OperatorInfo]
 
 
 @dataclass(frozen=True, slots=True)
@@ -271,6 +341,8 @@ PlacementResult = (
     | RegionHeartbeatReply
     | RegionRoute
     | RegionRoutes
+    | OperatorInfo
+    | OperatorList
     | None
 )
 

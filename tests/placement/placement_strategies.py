@@ -7,16 +7,23 @@ from typing import Any
 from hypothesis import strategies as st
 
 from multiraft.wire.placement_messages import (
+    AddOperator,
     AllocIds,
+    CancelOperator,
     ClusterInfo,
     DownPeer,
     GetAllStores,
     GetClusterInfo,
+    GetOperator,
     GetRegion,
     GetRegionById,
     GetStore,
     Ids,
+    ListOperators,
+    ManualOperator,
     Ok,
+    OperatorInfo,
+    OperatorList,
     PlacementError,
     PlacementErrorCode,
     PlacementRequest,
@@ -34,6 +41,17 @@ from multiraft.wire.placement_messages import (
     StoreState,
     StoreStats,
 )
+from regions.region import RegionEpoch
+from regions.scheduling.steps import (
+    AddLearner,
+    DemoteVoter,
+    JointEnter,
+    JointLeave,
+    PromoteLearner,
+    RemovePeer,
+    SplitRegion,
+    TransferLeader,
+)
 from tests.wire.wire_strategies import peers, regions, small_bytes, texts, u64
 
 store_infos = st.builds(StoreInfo, u64, texts, texts, st.sampled_from(StoreState), texts)
@@ -49,7 +67,28 @@ region_heartbeats = st.builds(
     u64,
     u64,
 )
+epochs = st.builds(RegionEpoch, u64, u64)
+peer_tuples = st.lists(peers, max_size=3).map(tuple)
+steps: st.SearchStrategy[Any] = st.one_of(
+    st.builds(AddLearner, epochs, peers),
+    st.builds(PromoteLearner, epochs, peers),
+    st.builds(DemoteVoter, epochs, peers),
+    st.builds(RemovePeer, epochs, peers),
+    st.builds(JointEnter, epochs, peer_tuples, peer_tuples),
+    st.builds(JointLeave, epochs, peer_tuples, peer_tuples),
+    st.builds(TransferLeader, epochs, u64, u64),
+    st.builds(SplitRegion, epochs, st.lists(small_bytes, max_size=3).map(tuple)),
+)
+times = st.floats(allow_nan=False, allow_infinity=False)
+operator_infos = st.builds(
+    OperatorInfo, u64, texts, texts, texts, u64, st.lists(steps, max_size=4), times,
+    st.none() | times,
+)  # fmt: skip
 bodies: st.SearchStrategy[Any] = st.one_of(
+    st.just(ListOperators()),
+    st.builds(GetOperator, u64),
+    st.builds(CancelOperator, u64),
+    st.builds(AddOperator, st.sampled_from(ManualOperator), u64, u64, u64, small_bytes),
     st.just(GetClusterInfo()),
     st.builds(AllocIds, u64),
     st.builds(PutStore, store_infos),
@@ -72,6 +111,9 @@ results: st.SearchStrategy[Any] = st.one_of(
     st.builds(StoreList, st.lists(store_infos, max_size=4)),
     st.builds(StoreHeartbeatReply, st.lists(regions, max_size=2)),
     st.just(RegionHeartbeatReply()),
+    st.builds(RegionHeartbeatReply, steps),
+    operator_infos,
+    st.builds(OperatorList, st.lists(operator_infos, max_size=3)),
     routes,
     st.none(),
     st.builds(RegionRoutes, st.lists(routes, max_size=4)),

@@ -142,6 +142,12 @@ def test_random_bytes_raise_only_wire_errors() -> None:
         [1, 7, [1, b"", b"", 1, 1], 1, 1, 0, 5, 0, 0, [1, 2, 0], []],  # down peers not by 4
         [1, 8, "key"],
         [1, 10, b"", b""],
+        [1, 11, 1],  # ListOperators takes nothing
+        [1, 12],
+        [1, 13, -1],
+        [1, 14, 9, 1, 0, 0, b""],  # an unknown manual operator
+        [1, 14, 1, 1, 0, 0],
+        [1, 14, 3, 1, 0, 0, "key"],
         {"a": 1},
         [1, 1, [[[[[[[1]]]]]]]],
     ],
@@ -163,6 +169,20 @@ def test_wrong_shapes_are_schema_or_malformed_errors(obj: Any) -> None:
         [1, 16, 1],
         [1, 1, 5, 1],  # bootstrapped must be a bool
         [1, 9, 0],
+        [1, 7, [9, 1, 1]],  # an unknown step tag
+        [1, 7, [1, 1, 1, 5, 2]],  # AddLearner with a peer of 2 items
+        [1, 7, [1, 1, 1, 5, 2, 0], [6, 1, 1, 1, 2]],  # two steps
+        [1, 7, [6, 1, 1, 1]],  # TransferLeader without its target
+        [1, 7, [6, 1, -1, 1, 2]],  # a negative epoch
+        [1, 7, [8, 1, 1, ["k"]]],  # a split key must be bytes
+        [1, 7, [4, 1, 1, [1, 2], []]],  # joint peers not by 3
+        [1, 7, ["1", 1, 1, 5, 2, 0]],  # a step tag must be an int
+        [1, 11, [1, "move-peer", "", "running", 0, [], 1]],  # created_at must be a float
+        [1, 11, [1, "move-peer", "", "running", 0, [], float("nan")]],
+        [1, 11, [1, "move-peer", "", "running", 0, [], 1.0, float("inf")]],
+        [1, 11, [1, "move-peer", "", "running", 0, []]],  # too short
+        [1, 11, [1, "move-peer", "", "running", 0, [[1]], 1.0]],  # a bad step
+        [1, 12, [1, 2]],
     ],
 )
 def test_wrong_response_shapes_raise_schema_errors(obj: Any) -> None:
