@@ -3,7 +3,7 @@
 * :class:`Cluster` (``cluster.py``): the service's state and the handling of every request;
   persisted through :class:`ClusterMeta` (``cluster_meta.py``, its own LMDB environment),
   ids from the windowed :class:`IdAllocator` (``id_alloc.py``), the key-ordered routing
-  table :class:`RegionMap` (``routing.py``), heartbeat acceptance (``heartbeats.py``) and
+  table :class:`~regions.region_map.RegionMap` (shared with the store), heartbeat acceptance (``heartbeats.py``) and
   the first region (``bootstrap.py``).
 * :class:`PlacementServer` (``service.py``): the TCP server; :func:`run_placement`
   (``main.py``): the whole process (listener, ``/metrics``, housekeeping).
@@ -24,7 +24,6 @@ from multiraft.placement.errors import (
 )
 from multiraft.placement.id_alloc import IdAllocator
 from multiraft.placement.main import ListenError, PlacementEndpoints, run_placement
-from multiraft.placement.routing import RegionMap
 from multiraft.placement.service import (
     PlacementServer,
     PlacementServerLimits,
@@ -41,6 +40,7 @@ from multiraft.wire.placement_messages import (
     StoreState,
     StoreStats,
 )
+from regions.region_map import RegionMap
 
 __all__ = [
     "Cluster",

@@ -43,7 +43,6 @@ from multiraft.placement.heartbeats import (
     store_liveness,
 )
 from multiraft.placement.id_alloc import DEFAULT_WINDOW, MAX_ALLOC, IdAllocator
-from multiraft.placement.routing import RegionMap
 from multiraft.placement.scheduler import OperatorController, SchedulerConfig
 from multiraft.settings import ConfigError, parse_address
 from multiraft.storage import Engine
@@ -81,6 +80,7 @@ from multiraft.wire.placement_messages import (
     StoreStats,
 )
 from regions.region import Region
+from regions.region_map import RegionMap
 from regions.scheduling import (
     ClusterSnapshot,
     Operator,

@@ -21,8 +21,8 @@ sub-database           key                             value
 =====================  ==============================  ==================================
 
 Regions are stored by id; :meth:`ClusterMeta.load` returns them all and the
-service builds its key-ordered routing table (:class:`~multiraft.placement.
-routing.RegionMap`) from them at startup, as PD rebuilds its region tree.
+service builds its key-ordered routing table (:class:`~regions.region_map.RegionMap`)
+from them at startup, as PD rebuilds its region tree.
 
 Every change is one :class:`MetaWrite` committed in one LMDB write
 transaction (:meth:`ClusterMeta.commit`), so for example the first region, the

@@ -34,7 +34,6 @@ from dataclasses import dataclass, field
 from typing import Final
 
 from multiraft.placement.errors import PlacementFailure
-from multiraft.placement.routing import RegionMap
 from multiraft.wire.placement_messages import (
     DownPeer,
     PlacementErrorCode,
@@ -44,6 +43,7 @@ from multiraft.wire.placement_messages import (
     StoreStats,
 )
 from regions.region import Peer, Region
+from regions.region_map import RegionMap
 
 __all__ = [
     "DISCONNECTED_AFTER",

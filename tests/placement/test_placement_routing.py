@@ -8,9 +8,9 @@ import pytest
 
 from multiraft.placement.errors import PlacementFailure
 from multiraft.placement.heartbeats import RegionRuntime, check_region_heartbeat
-from multiraft.placement.routing import RegionMap
 from multiraft.wire.placement_messages import PlacementErrorCode, RegionHeartbeat
 from regions.region import Peer, Region, RegionEpoch
+from regions.region_map import RegionMap
 
 P = [Peer(1, 1), Peer(2, 2), Peer(3, 3)]
 
