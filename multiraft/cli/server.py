@@ -11,38 +11,15 @@ traceback.
 
 from __future__ import annotations
 
-import dataclasses
-import logging
-import signal
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any
 
-import trio
 import typer
 
+from multiraft.cli.service import load_config, os_error_message, run_service, serve_until_signal
 from multiraft.settings import ConfigError, StoreConfig
 
 server_app = typer.Typer(help="Run a store server.", no_args_is_help=True)
-
-log = logging.getLogger("multiraft.cli.server")
-
-_LOG_LEVELS = ("debug", "info", "warning", "error")
-
-
-def _fail(message: str, code: int = 1) -> NoReturn:
-    typer.echo(f"error: {message}", err=True)
-    raise typer.Exit(code)
-
-
-def _leaves(exc: BaseException) -> list[BaseException]:
-    """The non-group exceptions inside ``exc`` (itself if it is not a group)."""
-    if isinstance(exc, BaseExceptionGroup):
-        out: list[BaseException] = []
-        for e in exc.exceptions:
-            out += _leaves(e)
-        return out
-    return [exc]
-
 
 def _user_message(exc: BaseException) -> str | None:
     """A one-line explanation of a failure a user can fix, or None for an unexpected one."""
@@ -54,28 +31,12 @@ def _user_message(exc: BaseException) -> str | None:
         return str(exc)
     if isinstance(exc, PlacementClientError):
         return f"placement: {exc}"
-    if isinstance(exc, PermissionError):
-        return f"permission denied: {exc.filename or exc}"
-    if isinstance(exc, OSError):
-        where = f" ({exc.filename})" if exc.filename else ""
-        return f"{exc.strerror or exc}{where}"
-    return None
+    return os_error_message(exc)
 
 
-async def _serve(config: StoreConfig) -> None:
-    from multiraft.store import run_store
-
-    async with trio.open_nursery() as nursery:
-        ep = await nursery.start(run_store, config)
-        metrics = f", metrics at http://{ep.metrics_address}/metrics" if ep.metrics_address else ""
-        typer.echo(
-            f"store {ep.store_id} of cluster {ep.cluster_id:#x} serving at {ep.address}{metrics}"
-        )
-        with trio.open_signal_receiver(signal.SIGINT, signal.SIGTERM) as signals:
-            async for signum in signals:
-                log.info("received %s: stopping", signal.Signals(signum).name)
-                nursery.cancel_scope.cancel()
-                break
+def _announce(ep: Any) -> str:
+    metrics = f", metrics at http://{ep.metrics_address}/metrics" if ep.metrics_address else ""
+    return f"store {ep.store_id} of cluster {ep.cluster_id:#x} serving at {ep.address}{metrics}"
 
 
 @server_app.command("start")
@@ -126,40 +87,23 @@ def start(
     ] = "info",
 ) -> None:
     """Start a store in the foreground (stop it with Ctrl-C or SIGTERM)."""
-    if log_level not in _LOG_LEVELS:
-        _fail(f"--log-level must be one of {', '.join(_LOG_LEVELS)}, not {log_level!r}", 2)
-    try:
-        config = StoreConfig.load(config_file) if config_file else StoreConfig()
-        flags: dict[str, Any] = {
+    config = load_config(
+        StoreConfig,
+        StoreConfig.load,
+        config_file,
+        {
             "store_listen": store_listen,
             "advertise": advertise,
             "placement": placement,
             "data_dir": data_dir,
             "metrics_listen": metrics_listen,
             "fault_injection": True if enable_fault_injection else None,
-        }
-        config = dataclasses.replace(
-            config, **{k: v for k, v in flags.items() if v is not None}
-        ).validate()
-    except ConfigError as e:
-        _fail(str(e), 2)
-    logging.basicConfig(
-        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+        },
     )
-    try:
-        trio.run(_serve, config)
-    except BaseException as exc:  # everything becomes one line for the user
-        leaves = _leaves(exc)
-        if any(isinstance(e, KeyboardInterrupt) for e in leaves):
-            raise typer.Exit(130) from None
-        for leaf in leaves:
-            message = _user_message(leaf)
-            if message is not None:
-                _fail(message)
-        log.debug("store failed", exc_info=exc)
-        first = leaves[0] if leaves else exc
-        _fail(
-            f"the store failed: {type(first).__name__}: {first} "
-            "(run with --log-level debug for details)"
-        )
-    typer.echo("store stopped")
+
+    async def serve() -> None:
+        from multiraft.store import run_store
+
+        await serve_until_signal(run_store, config, _announce)
+
+    run_service("store", serve, log_level=log_level, user_message=_user_message)
