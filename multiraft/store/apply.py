@@ -42,17 +42,17 @@ after the batch is durable.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from multiraft.raft.confchange_codec import ConfChangeDecodeError, decode_conf_change
-from multiraft.raft.errors import ConfChangeError
-from multiraft.raft.types import ConfChangeType, Entry, EntryType
+from multiraft.raft.types import Entry, EntryType
 from multiraft.storage import keys
 from multiraft.storage.engine import Engine, Txn
 from multiraft.storage.write_batch import WriteBatch
+from multiraft.store.admin_apply import apply_admin, apply_conf_change_entry
 from multiraft.store.proposals import Answer, Proposal, Waiter
-from multiraft.wire.command_codec import ChangePeer, RaftCmd, WriteOp, decode_cmd
+from multiraft.wire.command_codec import RaftCmd, WriteOp, decode_cmd
 from multiraft.wire.errors import WireError
 from multiraft.wire.messages import (
     BatchPut,
@@ -68,8 +68,7 @@ from multiraft.wire.messages import (
     StaleCommand,
     WriteOk,
 )
-from regions.local_state import PeerState, RegionLocalState
-from regions.region import Peer, PeerRole, Region, RegionEpoch
+from regions.region import Region
 
 if TYPE_CHECKING:
     from multiraft.store.replica import Replica
@@ -111,6 +110,14 @@ class ApplyContext:
     results: dict[str, int] = field(default_factory=dict)
     #: Replicas that applied their own removal: destroy after the commit.
     removed: list[Replica] = field(default_factory=list)
+    #: Called by a split's apply with the parent, the new regions and the batch: stages
+    #: the new regions' initial state and creates their replicas (the ready loop's hook).
+    on_split: Callable[[Replica, list[Region], WriteBatch], None] | None = None
+    #: ``(replica, compact index)`` of the CompactLog commands applied this round.
+    compactions: list[tuple[Replica, int]] = field(default_factory=list)
+    splits: int = 0
+    #: Single membership changes applied this round, by ConfChangeType name.
+    conf_changes: dict[str, int] = field(default_factory=dict)
     entries: int = 0
     #: Sum of (apply time - proposal time) of the proposals applied, and their count.
     commit_latency: list[float] = field(default_factory=list)
@@ -199,64 +206,37 @@ def _apply_command(r: Replica, cmd: RaftCmd, ctx: ApplyContext) -> Answer:
     if h.region_id != region.id:
         return RegionNotFound(h.region_id)
     if cmd.admin is not None:
-        # TODO(issue 5): split and log compaction apply here (deterministically).
-        return Internal(f"admin command {type(cmd.admin).__name__} is not supported yet")
+        return apply_admin(r, cmd, ctx)
     if h.epoch.version != region.epoch.version:
         return EpochNotMatch([r.region_copy()])
     err = check_write_keys(cmd.writes, region)
     if err is not None:
         return err
+    _grow_estimate(r, cmd.writes)
     return _execute(cmd.writes, ctx)
 
 
-def _changed_region(region: Region, change: ChangePeer) -> Region:
-    """``region`` after one membership change (conf_ver + 1)."""
-    peers = [p for p in region.peers if p.id != change.peer.id]
-    if change.change_type == ConfChangeType.AddNode:
-        peers.append(Peer(change.peer.id, change.peer.store_id, PeerRole.Voter))
-    elif change.change_type == ConfChangeType.AddLearnerNode:
-        peers.append(Peer(change.peer.id, change.peer.store_id, PeerRole.Learner))
-    epoch = RegionEpoch(region.epoch.conf_ver + 1, region.epoch.version)
-    return Region(region.id, region.start_key, region.end_key, epoch, peers)
+def _grow_estimate(r: Replica, writes: list[WriteOp]) -> None:
+    """Grow the region's approximate size and key count (the split checker's trigger).
 
-
-def _apply_conf_change(r: Replica, e: Entry, ctx: ApplyContext) -> Answer:
-    """A v1 conf-change entry whose context is a ChangePeer command for this region.
-
-    Anything else (a v2 change, no or a bad context, a stale ``conf_ver``) is
-    skipped identically by every replica: Raft's configuration is left as is.
+    Overwrites and deletes are not subtracted: the checker's scan resets the estimate.
+    This is the only per-replica state apply reads that may differ between replicas,
+    and nothing applied depends on it.
     """
-    if e.entry_type != EntryType.EntryConfChange:
-        # TODO(issue 5): joint changes (ConfChangeV2 with ChangePeerV2 in the context).
-        log.warning("region %d: skipping a v2 conf change at %d", r.region_id, e.index)
-        return Internal("joint conf changes are not supported yet")
-    try:
-        cc = decode_conf_change(e.data)
-        cmd = decode_cmd(e.context)
-    except (ConfChangeDecodeError, WireError) as exc:
-        log.error("region %d: undecodable conf change at %d: %s", r.region_id, e.index, exc)
-        return Internal("undecodable conf change")
-    change = cmd.admin
-    region = r.region
-    if not isinstance(change, ChangePeer) or change.peer.id != cc.node_id:
-        return Internal("conf change without a matching ChangePeer command")
-    if cmd.header.region_id != region.id:
-        return RegionNotFound(cmd.header.region_id)
-    if cmd.header.epoch.conf_ver != region.epoch.conf_ver:
-        return EpochNotMatch([r.region_copy()])
-    try:
-        cs = r.raw_node.apply_conf_change(cc)
-    except ConfChangeError as exc:
-        log.warning("region %d: conf change at %d refused: %s", r.region_id, e.index, exc)
-        return Internal(f"conf change refused: {exc}")
-    new_region = _changed_region(region, change)
-    r.storage.set_conf_state(cs, ctx.batch)
-    r.set_region(new_region)
-    ctx.batch.put_region_state(r.region_id, RegionLocalState(PeerState.Normal, new_region))
-    if change.change_type == ConfChangeType.RemoveNode and change.peer.id == r.peer.id:
-        r.destroy_pending = True
-        ctx.removed.append(r)
-    return WriteOk()
+    size = keys_ = 0
+    for op in writes:
+        if isinstance(op, Put):
+            size += len(op.key) + len(op.value)
+            keys_ += 1
+        elif isinstance(op, BatchPut):
+            for k, v in op.pairs:
+                size += len(k) + len(v)
+            keys_ += len(op.pairs)
+        elif isinstance(op, Cas) and op.new_value is not None:
+            size += len(op.key) + len(op.new_value)
+            keys_ += 1
+    r.approx_size += size
+    r.approx_keys += keys_
 
 
 def apply_entries(r: Replica, entries: list[Entry], ctx: ApplyContext, now: float) -> None:
@@ -291,7 +271,7 @@ def apply_entries(r: Replica, entries: list[Entry], ctx: ApplyContext, now: floa
                 else:
                     answer = _apply_command(r, cmd, ctx)
         else:
-            answer = _apply_conf_change(r, e, ctx)
+            answer = apply_conf_change_entry(r, e, ctx)
         p, stale = r.proposals.pop_applied(e.index, e.term)
         for s in stale:
             ctx.answer(s, StaleCommand())
@@ -302,6 +282,7 @@ def apply_entries(r: Replica, entries: list[Entry], ctx: ApplyContext, now: floa
                 r.lease.renew(p.proposed)
         r.applied_index = e.index
         r.applied_term = e.term
+        r.epoch_tracker.applied(e.index)
         ctx.entries += 1
         if r.destroy_pending:
             break

@@ -42,6 +42,7 @@ from regions.region import Region
 
 __all__ = [
     "AdminItem",
+    "AdminProposeItem",
     "BootstrapItem",
     "Inbox",
     "InboxStatistics",
@@ -68,6 +69,15 @@ class KvItem:
 class AdminItem:
     req: AdminRequest
     waiter: Waiter[AdminResponse]
+
+
+@dataclass(slots=True)
+class AdminProposeItem:
+    """An admin command to propose through the region's Raft log (split, membership change,
+    log compaction), built with the epoch it was made for; answered once applied."""
+
+    cmd: RaftCmd
+    waiter: Waiter[Answer]
 
 
 @dataclass(slots=True)
@@ -105,6 +115,7 @@ class BootstrapItem:
 Item = (
     KvItem
     | AdminItem
+    | AdminProposeItem
     | RaftBatch
     | UnreachableItem
     | SnapshotReportItem

@@ -31,14 +31,18 @@ from typing import Final
 import trio
 
 from multiraft.metrics import StoreServerMetrics
+from multiraft.raft.types import ConfChangeType
 from multiraft.storage import keys
 from multiraft.store.inbox import AdminItem, KvItem, SnapshotItem
 from multiraft.store.proposals import Answer, Waiter
 from multiraft.store.ready_loop import ReadyLoop
 from multiraft.store.snapshots import receive_snapshot
+from multiraft.store.step_exec import SplitOutcome, StepExecutor
 from multiraft.transport.faults import FaultInjector, refuse_inject_faults
 from multiraft.wire.command_codec import CmdHeader, RaftCmd, encode_cmd
 from multiraft.wire.messages import (
+    AddPeer,
+    AdminOk,
     AdminRequest,
     AdminResponse,
     BatchPut,
@@ -52,22 +56,28 @@ from multiraft.wire.messages import (
     KvRequest,
     KvResponse,
     NotLeader,
+    PromoteLearner,
     Put,
     RaftBatch,
     RegionNotFound,
     RegionStatus,
     RegionStatusResult,
+    RequestError,
     Scan,
     ServerIsBusy,
     SnapshotAck,
     SnapshotAckStatus,
     SnapshotChunk,
+    SplitRegion,
+    SplitResult,
     StaleCommand,
     StoreStatus,
     StoreStatusResult,
     Timeout,
     TransferLeader,
 )
+from regions.conf_change import PeerChange
+from regions.region import PeerRole
 
 __all__ = ["KvService"]
 
@@ -118,6 +128,10 @@ def _bad_key(req: KvRequest) -> bytes | None:
     return None
 
 
+def _admin_error(answer: Answer) -> AdminOk | RequestError:
+    return answer if isinstance(answer, RequestError) else AdminOk()
+
+
 class KvService:
     """Implements :class:`multiraft.transport.InboundHandler` for one store."""
 
@@ -131,8 +145,10 @@ class KvService:
         max_snapshot_bytes: int = 1 << 30,
         faults: FaultInjector | None = None,
         metrics: StoreServerMetrics | None = None,
+        steps: StepExecutor | None = None,
     ) -> None:
         self._loop = loop
+        self._steps = steps
         self._inbox = loop.inbox
         self._address = address
         self._timeout = request_timeout
@@ -233,8 +249,26 @@ class KvService:
                 return await waiter.wait()
             waiter.abandon()
             return AdminResponse(req.request_id, Timeout())
-        # TODO(issue 5): SplitRegion, AddPeer, RemovePeer, PromoteLearner.
-        return AdminResponse(req.request_id, Internal(f"{type(cmd).__name__} is not supported yet"))
+        if self._steps is None:
+            return AdminResponse(req.request_id, Internal(f"{type(cmd).__name__} is not served here"))
+        if isinstance(cmd, SplitRegion):
+            got = await self._steps.split(req.region_id, req.epoch,
+                                          [cmd.split_key] if cmd.split_key else [])  # fmt: skip
+            if isinstance(got, SplitOutcome):
+                return AdminResponse(req.request_id, SplitResult(got.regions))
+            return AdminResponse(req.request_id, _admin_error(got))
+        change: ConfChangeType
+        if isinstance(cmd, AddPeer):
+            learner = cmd.peer.role == PeerRole.Learner
+            change = ConfChangeType.AddLearnerNode if learner else ConfChangeType.AddNode
+        elif isinstance(cmd, PromoteLearner):
+            change = ConfChangeType.AddNode
+        else:
+            change = ConfChangeType.RemoveNode
+        answer = await self._steps.change_peers(
+            req.region_id, req.epoch, [PeerChange(change, cmd.peer)]
+        )
+        return AdminResponse(req.request_id, _admin_error(answer))
 
     def store_status(self) -> StoreStatusResult:
         router = self._loop.router

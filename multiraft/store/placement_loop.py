@@ -16,7 +16,8 @@ Two tasks, owned by :meth:`PlacementLoop.run`:
   us), and every ``region_heartbeat_interval`` after that. A heartbeat carries
   the region descriptor, the leader peer and term, and the pending peers.
   ``StaleEpoch`` answers are expected while placement knows a newer epoch, and
-  are ignored.
+  are ignored. A reply may carry the current step of the region's operator: it
+  is handed to the :class:`~multiraft.store.step_exec.StepExecutor`.
 
 Placement being down never stops the store: each failure is logged (once per
 outage, not once per attempt) and retried at the next interval. This task only
@@ -37,6 +38,7 @@ from multiraft.placement.errors import PlacementClientError, PlacementRequestErr
 from multiraft.store.inbox import BootstrapItem
 from multiraft.store.ready_loop import ReadyLoop
 from multiraft.store.replica import Replica
+from multiraft.store.step_exec import StepExecutor
 from multiraft.wire.placement_messages import (
     DownPeer,
     RegionHeartbeatReply,
@@ -57,6 +59,8 @@ class PlacementApi(Protocol):
     """The calls this loop makes (``multiraft.placement.client.PlacementClient``)."""
 
     async def store_heartbeat(self, stats: StoreStats) -> StoreHeartbeatReply: ...
+
+    async def alloc_ids(self, count: int = 1, /) -> object: ...
 
     async def region_heartbeat(
         self,
@@ -79,12 +83,14 @@ class PlacementLoop:
         loop: ReadyLoop,
         placement: PlacementApi,
         *,
+        steps: StepExecutor | None = None,
         data_dir: Path | None = None,
         store_heartbeat_interval: float = 10.0,
         region_heartbeat_interval: float = 5.0,
     ) -> None:
         self._loop = loop
         self._placement = placement
+        self._steps = steps
         self._data_dir = data_dir
         self._store_interval = store_heartbeat_interval
         self._region_interval = region_heartbeat_interval
@@ -173,8 +179,9 @@ class PlacementLoop:
             return
         r.last_heartbeat = trio.current_time()
         try:
-            await self._placement.region_heartbeat(
-                r.region_copy(), leader, r.raw_node.raft.term, pending_peers=r.pending_peers()
+            reply = await self._placement.region_heartbeat(
+                r.region_copy(), leader, r.raw_node.raft.term, pending_peers=r.pending_peers(),
+                approximate_size=r.approx_size, approximate_keys=r.approx_keys,
             )
         except PlacementRequestError as exc:
             log.debug("region %d: heartbeat refused: %s", r.region_id, exc)
@@ -184,6 +191,9 @@ class PlacementLoop:
             return
         self._ok()
         self.region_heartbeats += 1
+        step = reply.operator_step
+        if step is not None and self._steps is not None and not r.destroyed:
+            self._steps.submit(r.region_id, step)
 
     def _failed(self, exc: Exception) -> None:
         if not self._failing:

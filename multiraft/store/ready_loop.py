@@ -73,9 +73,11 @@ from multiraft.raft import (
 )
 from multiraft.storage.engine import Engine, Txn
 from multiraft.storage.write_batch import StorageWriter, WriteBatch
+from multiraft.store.admin_propose import propose_admin_cmd
 from multiraft.store.apply import ApplyContext, apply_entries, result_label
 from multiraft.store.inbox import (
     AdminItem,
+    AdminProposeItem,
     BootstrapItem,
     Inbox,
     Item,
@@ -91,13 +93,14 @@ from multiraft.store.lifecycle import (
     install_snapshot,
     stage_destroy,
 )
-from multiraft.store.peer_create import check_create, create_replica
+from multiraft.store.peer_create import check_create, create_replica, is_initial_msg
 from multiraft.store.proposals import PendingWrite, Proposal
 from multiraft.store.reads import ReadBatch, ReadRequest, execute_read
 from multiraft.store.replica import RaftSettings, ReceivedSnapshot, Replica
 from multiraft.store.round_stats import RoundStats, inc
 from multiraft.store.router import Router
 from multiraft.store.snapshots import SnapshotSender, disk_snapshot_producer
+from multiraft.store.split_exec import SplitInstaller
 from multiraft.wire.messages import (
     AdminOk,
     AdminResponse,
@@ -112,6 +115,7 @@ from multiraft.wire.messages import (
     TransferLeader,
 )
 from regions.local_state import PeerState
+from regions.region import Region
 
 __all__ = ["RaftTransportLike", "ReadyLoop", "StoreFatal"]
 
@@ -125,6 +129,12 @@ def _gc_notice(r: Replica, env: RaftEnvelope) -> RaftEnvelope:
     m = Message(msg_type=MessageType.MsgHup, to=env.from_peer.id, from_=r.peer.id)
     return RaftEnvelope(region.id, r.peer, env.from_peer, region.epoch, m, True,
                         region.start_key, region.end_key)  # fmt: skip
+
+
+class CompactionListener(Protocol):
+    """Told, after the commit, of the log compactions applied in a round (``log_gc``)."""
+
+    def on_compactions(self, compactions: list[tuple[Replica, int]]) -> None: ...
 
 
 class RaftTransportLike(Protocol):
@@ -164,6 +174,10 @@ class ReadyLoop:
         self.lease_reads = lease_reads
         self.clock = clock
         self.producer = disk_snapshot_producer(engine)
+        self.splits = SplitInstaller(store_id=store_id, engine=engine, router=router,
+                                     settings=settings, producer=self.producer)  # fmt: skip
+        #: Log compaction (``multiraft.store.log_gc.LogGc``), told of applied CompactLogs.
+        self.log_gc: CompactionListener | None = None
         self.dirty: dict[int, Replica] = {}
         self._ctx_ids = itertools.count(1)
         self._read_txn: Txn | None = None
@@ -192,7 +206,7 @@ class ReadyLoop:
         t0 = self.clock()
         rs = RoundStats()
         batch = WriteBatch()
-        ctx = ApplyContext(self.engine, batch)
+        ctx = ApplyContext(self.engine, batch, on_split=self._on_split)
         readies: list[tuple[Replica, Ready]] = []
         try:
             items, ticks = self.inbox.take()
@@ -273,6 +287,16 @@ class ReadyLoop:
                     self.dirty[r.region_id] = r
             case AdminItem():
                 item.waiter.set(self._on_admin(item))
+            case AdminProposeItem(cmd, waiter):
+                r = self.router.get(cmd.header.region_id)
+                if r is None:
+                    waiter.set(RegionNotFound(cmd.header.region_id))
+                    return
+                err = propose_admin_cmd(r, cmd, waiter, now)
+                if err is not None:
+                    waiter.set(err)
+                else:
+                    self.dirty[r.region_id] = r
 
     def _on_envelope(self, env: RaftEnvelope, batch: WriteBatch, rs: RoundStats) -> None:
         m = env.message
@@ -280,6 +304,8 @@ class ReadyLoop:
         if r is None:
             reason = check_create(env, store_id=self.store_id, router=self.router)
             if reason is not None:
+                if reason == "region_overlap" and self._splitting_into(env):
+                    self.splits.stash.put(env)  # replayed once our split creates the region
                 rs.drop(m.msg_type, reason)
                 return
             r = create_replica(env, engine=self.engine, settings=self.settings,
@@ -342,6 +368,31 @@ class ReadyLoop:
         rs.received[m.msg_type] = rs.received.get(m.msg_type, 0) + 1
         self.dirty[r.region_id] = r
 
+    def _splitting_into(self, env: RaftEnvelope) -> bool:
+        """Whether ``env`` is the first message of a region our regions will split into:
+        an initial message whose range only overlaps local regions of an older version."""
+        if not is_initial_msg(env.message):
+            return False
+        version = env.region_epoch.version
+        router = self.router
+        ids = router.overlapping(env.start_key, env.end_key)
+        return bool(ids) and all(
+            (o := router.get(i)) is not None and o.region.epoch.version < version for i in ids
+        )
+
+    def _on_split(self, parent: Replica, regions: list[Region], batch: WriteBatch) -> None:
+        """The split hook of apply: create the new regions' replicas (``split_exec``)."""
+        created, _skipped = self.splits.install(parent, regions, batch)
+        for r in created:
+            self.dirty[r.region_id] = r  # next round, once their initial state is durable
+            env = self.splits.stash.take(r.region_id)
+            if env is not None:
+                self.splits.replayed += 1
+                self.inbox.put(RaftBatch(env.from_peer.store_id, [env]))
+        if parent.is_leader():
+            self.heartbeat_wanted.add(parent.region_id)
+            self.heartbeat_event.set()
+
     def _on_gc_notice(
         self, r: Replica, env: RaftEnvelope, batch: WriteBatch, rs: RoundStats
     ) -> None:
@@ -401,7 +452,14 @@ class ReadyLoop:
 
     def _lease_ok(self, r: Replica, now: float) -> bool:
         raft = r.raw_node.raft
-        return r.lease.valid(now) and r.applied_term == raft.term and raft.state == StateRole.Leader
+        return (
+            r.lease.valid(now)
+            and r.applied_term == raft.term
+            and raft.state == StateRole.Leader
+            # A split this leader proposed may be committed but not applied here: a new
+            # region elsewhere may already serve part of our range (multiraft-design §11.8).
+            and r.applied_index >= r.split_index
+        )
 
     def _on_admin(self, item: AdminItem) -> AdminResponse:
         req = item.req
@@ -586,6 +644,7 @@ class ReadyLoop:
                 read.waiter.set(err)
         r.read_batches.clear()
         if not leading:
+            r.epoch_tracker.clear()
             for read in r.pending_reads:
                 read.waiter.set(err)
             r.pending_reads = []
@@ -625,6 +684,13 @@ class ReadyLoop:
             waiter.set(answer)
         for label, n in ctx.results.items():
             inc(rs.proposals, label, n)
+        if ctx.compactions and self.log_gc is not None:
+            self.log_gc.on_compactions(ctx.compactions)
+        if self.metrics is not None:
+            if ctx.splits:
+                self.metrics.raft.splits.inc(ctx.splits)
+            for name, n in ctx.conf_changes.items():
+                self.metrics.raft.conf_changes.labels(name).inc(n)
         for r in rs.destroyed:
             finish_destroy(r, self.router)
         for env in rs.gc_notices:

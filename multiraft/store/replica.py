@@ -54,6 +54,7 @@ from multiraft.wire.messages import (
     RequestError,
     Scan,
 )
+from regions.epoch import EpochChangeTracker
 from regions.local_state import PeerState
 from regions.region import Peer, Region, RegionEpoch
 
@@ -178,6 +179,15 @@ class Replica:
         self.destroyed = False
         #: When the last region heartbeat was sent (``trio.current_time()``).
         self.last_heartbeat = -1.0
+        #: Approximate data size and key count (grown by apply, reset by the split check).
+        self.approx_size = 0
+        self.approx_keys = 0
+        #: ``approx_size`` when the split checker last scanned the region.
+        self.size_checked = 0
+        #: Unapplied epoch-changing proposals of this leader (TiKV CmdEpochChecker).
+        self.epoch_tracker = EpochChangeTracker()
+        #: Index of this leader's last proposed split: lease reads wait until it is applied.
+        self.split_index = 0
 
     # -- state ------------------------------------------------------------------------
 

@@ -50,6 +50,7 @@ from multiraft.store.ready_loop import RaftTransportLike, ReadyLoop
 from multiraft.store.replica import RaftSettings, Replica
 from multiraft.store.router import Router
 from multiraft.store.snapshots import SnapshotSender, SnapshotTransport, disk_snapshot_producer
+from multiraft.store.step_exec import StepExecutor
 from multiraft.transport import RaftTransport, serve_store
 from multiraft.transport.faults import FaultInjector
 from multiraft.wire.messages import RaftEnvelope
@@ -187,8 +188,10 @@ class Store:
             transport=transport, settings=self.settings, inbox=self.inbox,
             snapshots=self.snapshots, metrics=metrics, lease_reads=config.lease_reads,
         )  # fmt: skip
+        self.steps = StepExecutor(self.loop, placement, timeout=config.request_timeout)
         self.service = KvService(
             self.loop, address=lambda: self.address, request_timeout=config.request_timeout,
+            steps=self.steps,
             max_entry_bytes=config.max_frame_size // 2, max_snapshot_bytes=config.max_snapshot_bytes,
             faults=faults, metrics=metrics,
         )  # fmt: skip
@@ -196,6 +199,7 @@ class Store:
             PlacementLoop(
                 self.loop,
                 placement,
+                steps=self.steps,
                 data_dir=config.data_dir,
                 store_heartbeat_interval=config.store_heartbeat_interval,
                 region_heartbeat_interval=config.region_heartbeat_interval,
@@ -244,6 +248,7 @@ class Store:
         async with trio.open_nursery() as nursery:
             await nursery.start(self.snapshots.run)
             await nursery.start(self.loop.run)
+            await nursery.start(self.steps.run)
             nursery.start_soon(self._ticker)
             if self.placement_loop is not None:
                 await nursery.start(self.placement_loop.run)

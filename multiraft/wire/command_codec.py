@@ -16,6 +16,7 @@ Schema (one flat positional array; ``u`` = u64, ``b`` = bytes, ``b?`` = bytes or
         1 BatchSplit  [[split_key b, new_region_id u, [new_peer_id u*]]*]
         2 CompactLog  [compact_index u, compact_term u]
         3 ChangePeer  [change_type u, peer_id u, store_id u, role u]
+        4 ChangePeerV2 [[change_type u, peer_id u, store_id u, role u]*]  (empty: leave joint)
 
 Tags are part of the on-disk format (entries live in the log): never renumber
 one, only add. A decoder is the trust boundary for bytes read back from a log
@@ -43,6 +44,7 @@ __all__ = [
     "AdminCmd",
     "BatchSplit",
     "ChangePeer",
+    "ChangePeerV2",
     "CmdHeader",
     "CompactLog",
     "RaftCmd",
@@ -105,7 +107,16 @@ class ChangePeer:
     peer: Peer
 
 
-AdminCmd = BatchSplit | CompactLog | ChangePeer
+@dataclass(frozen=True, slots=True)
+class ChangePeerV2:
+    """The region-level meaning of a ConfChangeV2 entry (carried in its context): the
+    change list of :func:`regions.conf_change.apply_conf_change` — one change is simple,
+    several enter a joint configuration, none leaves it."""
+
+    changes: list[ChangePeer]
+
+
+AdminCmd = BatchSplit | CompactLog | ChangePeer | ChangePeerV2
 
 
 @dataclass(frozen=True, slots=True)
@@ -147,6 +158,9 @@ def _admin_fields(cmd: AdminCmd) -> tuple[int, list[Any]]:
             return 2, [index, term]
         case ChangePeer(change_type, peer):
             return 3, [int(change_type), peer.id, peer.store_id, int(peer.role)]
+        case ChangePeerV2(changes):
+            return 4, [[int(c.change_type), c.peer.id, c.peer.store_id, int(c.peer.role)]
+                       for c in changes]  # fmt: skip
         case _:
             assert_never(cmd)
 
@@ -245,12 +259,19 @@ def _admin_from(a: list[Any], at: int) -> AdminCmd:
         c.exact_len(f, 2, w)
         return CompactLog(c.u64(f[0], w, "compact_index"), c.u64(f[1], w, "compact_term"))
     if tag == 3:
-        c.exact_len(f, 4, w)
-        change = c.enum_member(_CHANGE_TYPES, f[0], w, "change_type")
-        for i, name in ((1, "peer.id"), (2, "peer.store_id"), (3, "peer.role")):
-            c.u64(f[i], w, name)
-        return ChangePeer(change, c.peer(f[1], f[2], f[3], w))
-    raise SchemaError(w, f"unknown admin tag {tag}: expected one of [1, 2, 3]")
+        return _change_peer(f)
+    if tag == 4:
+        return ChangePeerV2([_change_peer(c.array(x, w, "change")) for x in f])
+    raise SchemaError(w, f"unknown admin tag {tag}: expected one of [1, 2, 3, 4]")
+
+
+def _change_peer(f: list[Any]) -> ChangePeer:
+    w = _WHAT
+    c.exact_len(f, 4, w)
+    change = c.enum_member(_CHANGE_TYPES, f[0], w, "change_type")
+    for i, name in ((1, "peer.id"), (2, "peer.store_id"), (3, "peer.role")):
+        c.u64(f[i], w, name)
+    return ChangePeer(change, c.peer(f[1], f[2], f[3], w))
 
 
 def _cmd_root(v: object) -> RaftCmd:

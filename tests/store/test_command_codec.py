@@ -9,8 +9,10 @@ from hypothesis import strategies as st
 
 from multiraft.raft import ConfChangeType
 from multiraft.wire.command_codec import (
+    AdminCmd,
     BatchSplit,
     ChangePeer,
+    ChangePeerV2,
     CmdHeader,
     CompactLog,
     RaftCmd,
@@ -48,9 +50,14 @@ def test_write_commands_round_trip(h: CmdHeader, writes: list[Put]) -> None:
         CompactLog(120, 7),
         ChangePeer(ConfChangeType.AddLearnerNode, Peer(104, 4, PeerRole.Learner)),
         ChangePeer(ConfChangeType.RemoveNode, Peer(101, 1)),
+        ChangePeerV2([
+            ChangePeer(ConfChangeType.AddNode, Peer(104, 4, PeerRole.Learner)),
+            ChangePeer(ConfChangeType.AddLearnerNode, Peer(101, 1)),
+        ]),
+        ChangePeerV2([]),
     ],
 )
-def test_admin_commands_round_trip(admin: BatchSplit | CompactLog | ChangePeer) -> None:
+def test_admin_commands_round_trip(admin: AdminCmd) -> None:
     cmd = RaftCmd(H, admin=admin)
     assert decode_cmd(encode_cmd(cmd)) == cmd
 

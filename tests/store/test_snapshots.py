@@ -1,7 +1,6 @@
 """Snapshots and membership through the store: a follower behind a compacted log catches up by
 snapshot; a new peer added by a conf change is created by the leader's first heartbeat, waits
-uninitialized, and becomes initialized by a snapshot; a peer that applies its own removal is
-tombstoned."""
+uninitialized, and becomes initialized by a snapshot. (Removal: tests/store/test_membership.py.)"""
 
 from __future__ import annotations
 
@@ -13,7 +12,7 @@ import trio.testing
 from multiraft.raft import ConfChange, ConfChangeType
 from multiraft.store import Store
 from multiraft.wire.command_codec import ChangePeer, CmdHeader, RaftCmd, encode_cmd
-from multiraft.wire.messages import Get, GetResult, Put, ReadMode, RegionNotFound, WriteOk
+from multiraft.wire.messages import Get, GetResult, Put, ReadMode, WriteOk
 from regions.region import Peer, RegionEpoch
 from tests.store.harness import Cluster, wait_until
 
@@ -96,44 +95,4 @@ async def test_new_peer_is_created_uninitialized_then_initialized_by_snapshot(
         assert (await c.kv(leader, Put(b"n5", b"5"))).result == WriteOk()
         await wait_until(lambda: applied(s4) >= lr.applied_index)
         assert (await c.kv(s4, Get(b"n5"), mode=ReadMode.Stale)).result == GetResult(b"5")
-        nursery.cancel_scope.cancel()
-
-
-async def test_a_peer_that_applies_its_own_removal_is_tombstoned(
-    tmp_path: Path, autojump_clock: trio.testing.MockClock
-) -> None:
-    """Remove the leader's own peer (issue 5 transfers leadership first; the destroy hook is
-    the same): it tombstones the region in the batch of that apply, fails what it holds, and
-    refuses the region's old messages; the two others elect a leader and go on."""
-    async with trio.open_nursery() as nursery:
-        c = Cluster(tmp_path, nursery)
-        await c.start()
-        leader = await c.wait_leader()
-        assert (await c.kv(leader, Put(b"t", b"1"))).result == WriteOk()
-        lr = leader.router.get(1)
-        assert lr is not None
-        me = lr.peer
-        ctx = encode_cmd(
-            RaftCmd(CmdHeader(1, lr.region.epoch), admin=ChangePeer(ConfChangeType.RemoveNode, me))
-        )
-        lr.raw_node.propose_conf_change(
-            ctx, ConfChange(change_type=ConfChangeType.RemoveNode, node_id=me.id)
-        )
-        leader.loop.dirty[1] = lr
-        await wait_until(lambda: leader.router.get(1) is None)
-        assert lr.destroyed and 1 in leader.router.tombstones
-        tomb = leader.router.tombstones[1]
-        assert tomb.region.peer_by_id(me.id) is None and tomb.region.epoch == RegionEpoch(2, 1)
-        # Requests now find no region here...
-        got = (await c.kv(leader, Get(b"t"), epoch=RegionEpoch(2, 1))).result
-        assert got == RegionNotFound(1)
-        # ...and the others carry on without it.
-        new = await c.wait_leader()
-        assert new is not leader
-        assert (await c.kv(new, Put(b"t", b"2"))).result == WriteOk()
-        # On disk: a tombstone and no raft state (a restart would not resurrect the peer).
-        from multiraft.storage import recover
-
-        (rec,) = recover(leader.engine)
-        assert rec.tombstone and rec.raft_state.last_index == 0
         nursery.cancel_scope.cancel()

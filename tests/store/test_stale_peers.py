@@ -10,14 +10,13 @@ from pathlib import Path
 import trio
 import trio.testing
 
-from multiraft.raft import ConfChange, ConfChangeType, Message, MessageType
+from multiraft.raft import ConfChangeType, Message, MessageType
 from multiraft.storage import Engine, WriteBatch, recover
 from multiraft.store import Store
 from multiraft.store.lifecycle import finish_destroy, stage_destroy
 from multiraft.store.peer_create import check_create, create_replica
 from multiraft.store.replica import RaftSettings, Replica
 from multiraft.store.router import Router
-from multiraft.wire.command_codec import ChangePeer, CmdHeader, RaftCmd, encode_cmd
 from multiraft.wire.messages import (
     Get,
     GetResult,
@@ -28,7 +27,8 @@ from multiraft.wire.messages import (
     RegionNotFound,
     WriteOk,
 )
-from regions.region import Peer, RegionEpoch
+from regions.conf_change import PeerChange
+from regions.region import Peer, PeerRole, RegionEpoch
 from tests.store.harness import Cluster, wait_until
 
 #: The epoch of a membership that removed and re-added a store's peer (ours is 1/1).
@@ -78,22 +78,18 @@ async def test_follower_removed_while_partitioned_is_tombstoned_once_healed(
         lr = leader.router.get(1)
         assert sr is not None and lr is not None
         gone = sr.peer
-        # Cut the follower off, then remove its peer through the conf change path.
+        # Cut the follower off, then demote and remove its peer (a voter is demoted first).
         c.net.isolate(stale.store_id)
-        ctx = encode_cmd(
-            RaftCmd(
-                CmdHeader(1, lr.region.epoch), admin=ChangePeer(ConfChangeType.RemoveNode, gone)
-            )
-        )
-        lr.raw_node.propose_conf_change(
-            ctx, ConfChange(change_type=ConfChangeType.RemoveNode, node_id=gone.id)
-        )
-        leader.loop.dirty[1] = lr
+        demote = [PeerChange(ConfChangeType.AddLearnerNode, gone)]
+        assert await leader.steps.change_peers(1, lr.region.epoch, demote) == WriteOk()
+        learner = Peer(gone.id, gone.store_id, PeerRole.Learner)
+        remove = [PeerChange(ConfChangeType.RemoveNode, learner)]
+        assert await leader.steps.change_peers(1, lr.region.epoch, remove) == WriteOk()
         members = (leader, other)
         await wait_until(
             lambda: all(s.router.get(1).region.peer_by_id(gone.id) is None for s in members)  # type: ignore[union-attr]
         )
-        assert lr.region.epoch == RegionEpoch(2, 1)
+        assert lr.region.epoch == RegionEpoch(3, 1)
         # Partitioned, it cannot know: still a live replica of the old membership.
         await trio.sleep(3)
         assert stale.router.get(1) is sr and not destroyed(sr)
@@ -103,7 +99,7 @@ async def test_follower_removed_while_partitioned_is_tombstoned_once_healed(
         await wait_until(lambda: stale.router.get(1) is None)
         assert destroyed(sr)
         sent = [e for sid in (leader.store_id, other.store_id) for e in notices_sent(c, sid)]
-        assert sent and all(e.to_peer == gone and e.region_epoch == RegionEpoch(2, 1) for e in sent)
+        assert sent and all(e.to_peer == gone and e.region_epoch == RegionEpoch(3, 1) for e in sent)
         # A tombstone on disk (no raft state left) and in the router, with the final region.
         assert tombstone_on_disk(stale)
         tomb = stale.router.tombstones[1]
@@ -123,7 +119,7 @@ async def test_follower_removed_while_partitioned_is_tombstoned_once_healed(
         before = dropped(stale, MessageType.MsgRequestVote, "region_tombstone")
         vote = Message(msg_type=MessageType.MsgRequestVote, to=gone.id, from_=lp.id, term=99)
         deliver(stale, leader.store_id,
-                RaftEnvelope(1, lp, gone, RegionEpoch(2, 1), vote, False, b"", b""))  # fmt: skip
+                RaftEnvelope(1, lp, gone, RegionEpoch(3, 1), vote, False, b"", b""))  # fmt: skip
         await wait_until(
             lambda: dropped(stale, MessageType.MsgRequestVote, "region_tombstone") > before
         )

@@ -1,0 +1,189 @@
+"""Splits through the store: BatchSplit proposed with ids from placement, applied identically on
+every replica, new regions created in the same batch and elected, first messages for a region
+that does not exist yet stashed and replayed, and everything durable across a restart."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import trio
+import trio.testing
+
+from multiraft.store import Store
+from multiraft.store.step_exec import SplitOutcome
+from multiraft.wire.messages import (
+    EpochNotMatch,
+    Get,
+    GetResult,
+    Internal,
+    KeyNotInRegion,
+    Put,
+    ReadMode,
+    Scan,
+    ScanResult,
+    WriteOk,
+)
+from regions.region import Region, RegionEpoch
+from tests.store.harness import Cluster, wait_until
+
+
+def regions_on(s: Store) -> list[Region]:
+    return sorted((r.region for r in s.router if r.initialized), key=lambda g: g.start_key)
+
+
+def same_everywhere(c: Cluster, count: int) -> bool:
+    tables = [
+        [(g.id, g.start_key, g.end_key, g.epoch, g.peers) for g in regions_on(s)]
+        for s in c.net.stores.values()
+    ]
+    return len(tables[0]) == count and all(t == tables[0] for t in tables)
+
+
+async def split(c: Cluster, keys: list[bytes], region_id: int = 1) -> SplitOutcome:
+    leader = await c.wait_leader(region_id)
+    r = leader.router.get(region_id)
+    assert r is not None
+    got = await leader.steps.split(region_id, r.region.epoch, keys)
+    assert isinstance(got, SplitOutcome), got
+    return got
+
+
+async def test_split_creates_identical_regions_on_every_store(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        c = Cluster(tmp_path, nursery)
+        await c.start()
+        leader = await c.wait_leader()
+        for k in (b"a", b"k", b"p", b"z"):
+            assert (await c.kv(leader, Put(k, k.upper()))).result == WriteOk()
+        got = await split(c, [b"m"])
+        left, right = got.regions
+        # right_derive: the parent keeps the right range; both carry the new epoch.
+        assert (left.start_key, left.end_key, right.id) == (b"", b"m", 1)
+        assert (right.start_key, right.end_key) == (b"m", b"")
+        assert left.epoch == right.epoch == RegionEpoch(1, 2)
+        assert [p.store_id for p in left.peers] == [p.store_id for p in right.peers]
+        assert not {p.id for p in left.peers} & {p.id for p in right.peers}
+        await wait_until(lambda: same_everywhere(c, 2))
+        # The new region elects a leader and serves its keys, old data included.
+        new_leader = await c.wait_leader(left.id)
+        got_a = await c.kv(new_leader, Get(b"a"), region_id=left.id)
+        assert got_a.result == GetResult(b"A")
+        assert (await c.kv(new_leader, Put(b"b", b"B"), region_id=left.id)).result == WriteOk()
+        # The parent serves only its new range now.
+        p_leader = await c.wait_leader(1)
+        assert (await c.kv(p_leader, Get(b"p"))).result == GetResult(b"P")
+        assert isinstance((await c.kv(p_leader, Put(b"c", b"C"))).result, KeyNotInRegion)
+        scan = await c.kv(p_leader, Scan(b"m", b"", 10))
+        assert scan.result == ScanResult([(b"p", b"P"), (b"z", b"Z")])
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_request_with_the_pre_split_epoch_gets_epoch_not_match_with_siblings(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        c = Cluster(tmp_path, nursery)
+        await c.start()
+        await c.wait_leader()
+        await split(c, [b"m"])
+        leader = await c.wait_leader(1)
+        got = (await c.kv(leader, Put(b"x", b"1"), epoch=RegionEpoch(1, 1))).result
+        assert isinstance(got, EpochNotMatch)
+        assert got.current_regions[0].epoch == RegionEpoch(1, 2)
+        nursery.cancel_scope.cancel()
+
+
+async def test_batch_split_with_several_keys_and_a_second_split_of_a_new_region(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        c = Cluster(tmp_path, nursery)
+        await c.start()
+        await c.wait_leader()
+        got = await split(c, [b"t", b"d", b"k"])  # unsorted on purpose: the store sorts them
+        assert [(g.start_key, g.end_key) for g in got.regions] == [
+            (b"", b"d"), (b"d", b"k"), (b"k", b"t"), (b"t", b""),
+        ]  # fmt: skip
+        assert {g.epoch for g in got.regions} == {RegionEpoch(1, 4)}
+        await wait_until(lambda: same_everywhere(c, 4))
+        second = got.regions[1]
+        again = await split(c, [b"g"], region_id=second.id)
+        assert [(g.start_key, g.end_key) for g in again.regions] == [(b"d", b"g"), (b"g", b"k")]
+        await wait_until(lambda: same_everywhere(c, 5))
+        for g in regions_on(next(iter(c.net.stores.values()))):
+            s = await c.wait_leader(g.id)
+            key = g.start_key + b"0"
+            assert (await c.kv(s, Put(key, b"v"), region_id=g.id)).result == WriteOk()
+        nursery.cancel_scope.cancel()
+
+
+async def test_bad_split_requests_are_refused_before_the_log(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        c = Cluster(tmp_path, nursery)
+        await c.start()
+        leader = await c.wait_leader()
+        r = leader.router.get(1)
+        assert r is not None
+        last = r.raw_node.raft.raft_log.last_index()
+        got = await leader.steps.split(1, r.region.epoch, [b""])  # the start key
+        assert isinstance(got, Internal) and "start" in got.message
+        stale = await leader.steps.split(1, RegionEpoch(1, 0), [b"m"])
+        assert isinstance(stale, EpochNotMatch)
+        follower = next(s for s in c.net.stores.values() if s is not leader)
+        assert not isinstance(await follower.steps.split(1, r.region.epoch, [b"m"]), SplitOutcome)
+        assert r.raw_node.raft.raft_log.last_index() == last  # nothing was proposed
+        nursery.cancel_scope.cancel()
+
+
+async def test_split_survives_a_restart(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        c = Cluster(tmp_path, nursery)
+        await c.start()
+        leader = await c.wait_leader()
+        assert (await c.kv(leader, Put(b"b", b"1"))).result == WriteOk()
+        got = await split(c, [b"m"])
+        await wait_until(lambda: same_everywhere(c, 2))
+        before = [(g.id, g.start_key, g.epoch) for g in regions_on(c.store(2))]
+        await c.stop_store(2)
+        s2 = await c.start_store(2)
+        assert [(g.id, g.start_key, g.epoch) for g in regions_on(s2)] == before
+        left = got.regions[0]
+        await wait_until(lambda: (r := s2.router.get(left.id)) is not None and r.applied_index > 0)
+        got_b = await c.kv(s2, Get(b"b"), region_id=left.id, mode=ReadMode.Stale)
+        assert got_b.result == GetResult(b"1")
+        nursery.cancel_scope.cancel()
+
+
+async def test_first_messages_for_a_region_not_split_here_yet_are_stashed_and_replayed(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Store 3 is cut off while the others split: once healed, the new region's leader talks
+    to store 3 before store 3 has applied the split. Those first messages overlap store 3's
+    unsplit parent: they are kept, and replayed when the split creates the region there."""
+    async with trio.open_nursery() as nursery:
+        c = Cluster(tmp_path, nursery)
+        await c.start()
+        leader = await c.wait_leader()
+        if leader.store_id == 3:
+            r = leader.router.get(1)
+            assert r is not None
+            r.raw_node.transfer_leader(r.region.peer_on_store(1).id)  # type: ignore[union-attr]
+            leader.loop.dirty[1] = r
+            await wait_until(lambda: c.leader(1) is not None and c.leader(1) is not leader)
+        c.net.isolate(3)
+        got = await split(c, [b"m"])
+        left = got.regions[0]
+        await c.wait_leader(left.id)
+        s3 = c.store(3)
+        assert s3.router.get(left.id) is None
+        c.net.heal()
+        await wait_until(lambda: (r := s3.router.get(left.id)) is not None and r.initialized)
+        assert s3.loop.splits.replayed >= 1
+        await wait_until(lambda: same_everywhere(c, 2))
+        nursery.cancel_scope.cancel()
