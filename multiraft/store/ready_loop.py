@@ -115,7 +115,7 @@ from multiraft.wire.messages import (
     TransferLeader,
 )
 from regions.local_state import PeerState
-from regions.region import Region
+from regions.region import PeerRole, Region
 
 __all__ = ["RaftTransportLike", "ReadyLoop", "StoreFatal"]
 
@@ -470,10 +470,15 @@ class ReadyLoop:
         if isinstance(cmd, TransferLeader):
             if not r.is_leader():
                 return AdminResponse(req.request_id, r.not_leader())
-            if r.region.peer_by_id(cmd.peer.id) is None:
+            target = r.region.peer_by_id(cmd.peer.id)
+            if target is None:
                 return AdminResponse(
                     req.request_id, Internal(f"peer {cmd.peer.id} is not in the region")
                 )
+            if target.role != PeerRole.Voter:
+                # TiKV's pre-check: a learner (or a voter on its way in or out) cannot lead.
+                return AdminResponse(req.request_id, Internal(
+                    f"peer {cmd.peer.id} is a {target.role.name}: only a voter can lead"))  # fmt: skip
             r.lease.suspect()
             r.raw_node.transfer_leader(cmd.peer.id)
             self.dirty[r.region_id] = r

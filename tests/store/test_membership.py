@@ -13,6 +13,7 @@ import trio.testing
 from multiraft.raft.types import ConfChangeType
 from multiraft.store import Store
 from multiraft.store.proposals import Answer
+from multiraft.wire.command_codec import ChangePeer, ChangePeerV2, CmdHeader, RaftCmd, encode_cmd
 from multiraft.wire.messages import (
     EpochNotMatch,
     Get,
@@ -28,7 +29,7 @@ from multiraft.wire.messages import (
     WriteOk,
 )
 from multiraft.wire.placement_messages import RegionHeartbeatReply
-from regions.conf_change import PeerChange
+from regions.conf_change import PeerChange, to_conf_change_v2
 from regions.region import Peer, PeerRole, Region, RegionEpoch
 from regions.scheduling import TransferLeader
 from tests.store.harness import Cluster, wait_until
@@ -248,4 +249,36 @@ async def test_a_conf_change_racing_a_leader_change_leaves_every_store_consisten
                 break
             await change(c, [PeerChange(ADD_LEARNER, Peer(501, 4, PeerRole.Learner))])
         await wait_until(lambda: converged(c, [1, 2, 3, 4], RegionEpoch(2, 1)))
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_change_the_rules_refuse_that_reaches_the_log_is_skipped_everywhere(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """Propose around the checks (as a buggy or older leader could): removing a voter outright.
+    Every replica refuses it at apply alike: region, conf_ver and Raft's voters unchanged."""
+    async with trio.open_nursery() as nursery:
+        c = Cluster(tmp_path, nursery)
+        await c.start()
+        leader = await c.wait_leader()
+        lr = leader.router.get(1)
+        assert lr is not None
+        victim = await follower_peer(c)
+        cmd = RaftCmd(CmdHeader(1, lr.region.epoch),
+                      admin=ChangePeerV2([ChangePeer(REMOVE, victim)]))  # fmt: skip
+        cc = to_conf_change_v2([PeerChange(REMOVE, victim)])
+        lr.raw_node.propose_conf_change(encode_cmd(cmd), cc)
+        index = lr.raw_node.raft.raft_log.last_index()
+        leader.loop.dirty[1] = lr
+        await wait_until(lambda: all(
+            (r := s.router.get(1)) is not None and r.applied_index >= index
+            for s in c.net.stores.values()))  # fmt: skip
+        for s in c.net.stores.values():
+            r = s.router.get(1)
+            assert r is not None
+            assert r.region.epoch == RegionEpoch(1, 1) and r.region.peer_by_id(victim.id) == victim
+            assert sorted(r.raw_node.raft.prs().conf().voters.ids()) == sorted(
+                p.id for p in r.region.peers
+            )
+        assert (await c.kv(leader, Put(b"still", b"fine"))).result == WriteOk()
         nursery.cancel_scope.cancel()
