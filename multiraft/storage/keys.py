@@ -20,23 +20,29 @@ Every integer in a key is an unsigned 64-bit **big-endian** number, so byte
 order is numeric order: a region's log ``(region_id, index)`` is one
 contiguous range ordered by index, and the region trees iterate by region id.
 
-=================  ============================  ==========================
-sub-database       key                           value (``multiraft.wire.records``)
-=================  ============================  ==========================
-``meta``           ``b"format"``                 format version (u64 list)
-``meta``           ``b"store_ident"``            ``StoreIdent``
-``raft_log``       ``region_id:8 | index:8``     ``Entry`` (binary header)
-``raft_state``     ``region_id:8``               ``RaftLocalState``
-``apply_state``    ``region_id:8``               ``ApplyState``
-``conf_state``     ``region_id:8``               ``ConfState``
-``region_state``   ``region_id:8``               ``RegionLocalState``
-``data``           user key (1-511 bytes)        user value
-``snap_staging``   ``region_id:8 | seq:8``       received snapshot chunks
-=================  ============================  ==========================
+=================  ======================================  ==========================
+sub-database       key                                     value (``multiraft.wire.records``)
+=================  ======================================  ==========================
+``meta``           ``b"format"``                           format version (u64 list)
+``meta``           ``b"store_ident"``                      ``StoreIdent``
+``raft_log``       ``region_id:8 | index:8``               ``Entry`` (binary header)
+``raft_state``     ``region_id:8``                         ``RaftLocalState``
+``apply_state``    ``region_id:8``                         ``ApplyState``
+``conf_state``     ``region_id:8``                         ``ConfState``
+``region_state``   ``region_id:8``                         ``RegionLocalState``
+``data``           user key (1-511 bytes)                  user value
+``snap_staging``   ``region_id:8 | snap_id:8 | seq:8``     received snapshot chunks
+=================  ======================================  ==========================
 
-In ``snap_staging``, ``seq`` 0 is the header chunk, 1..n the data chunks,
-n+1 the footer, and :data:`STAGING_PLAN_SEQ` (the largest u64) the apply
-plan written with the ``Applying`` mark (which old ranges to clear).
+In ``snap_staging``, each received stream has its own ``snap_id`` (unique
+in the store, :mod:`multiraft.storage.staging`), so two attempts at one
+region never mix; the 16 bytes ``region_id | snap_id`` are its *staging
+prefix*. ``seq`` 0 is the header chunk, 1..n the data chunks, n+1 the
+footer, and :data:`STAGING_PLAN_SEQ` (the largest u64) the apply plan
+written with the ``Applying`` mark (which old ranges to clear). Builds
+before snapshot ids wrote ``region_id:8 | seq:8`` (prefix ``region_id``);
+startup recovery still reads that form, which is why the format version did
+not change: staging is empty whenever a store stopped cleanly.
 """
 
 from __future__ import annotations
@@ -68,6 +74,9 @@ __all__ = [
     "region_log_range",
     "region_staging_range",
     "staging_key",
+    "staging_part_key",
+    "staging_prefix",
+    "staging_prefix_range",
 ]
 
 MAX_U64 = 2**64 - 1
@@ -104,6 +113,7 @@ MAX_DATA_KEY_SIZE = 511
 #: The staging ``seq`` of a region's snapshot apply plan (after every chunk).
 STAGING_PLAN_SEQ = MAX_U64
 
+_QQQ = struct.Struct(">QQQ")
 _QQ = struct.Struct(">QQ")
 _Q = struct.Struct(">Q")
 
@@ -111,8 +121,10 @@ _Q = struct.Struct(">Q")
 log_key = _QQ.pack
 #: ``region_key(region_id)``: the key of every per-region state record.
 region_key = _Q.pack
-#: ``staging_key(region_id, seq)``.
-staging_key = _QQ.pack
+#: ``staging_key(region_id, snap_id, seq)``.
+staging_key = _QQQ.pack
+#: ``staging_prefix(region_id, snap_id)``: the first 16 bytes of every key of one staged stream.
+staging_prefix = _QQ.pack
 
 
 def decode_log_key(key: bytes) -> tuple[int, int]:
@@ -127,10 +139,25 @@ def decode_region_key(key: bytes) -> int:
     return rid
 
 
-def decode_staging_key(key: bytes) -> tuple[int, int]:
-    """``(region_id, seq)`` of a ``snap_staging`` key."""
-    rid, seq = _QQ.unpack(key)
-    return rid, seq
+def decode_staging_key(key: bytes) -> tuple[int, int, int]:
+    """``(region_id, snap_id, seq)`` of a ``snap_staging`` key."""
+    rid, sid, seq = _QQQ.unpack(key)
+    return rid, sid, seq
+
+
+def staging_part_key(prefix: bytes, seq: int) -> bytes:
+    """The key of part ``seq`` of the staged stream whose prefix is ``prefix``."""
+    return prefix + _Q.pack(seq)
+
+
+def staging_prefix_range(prefix: bytes) -> tuple[bytes, bytes | None]:
+    """The half-open ``snap_staging`` key range of every key that starts with ``prefix``."""
+    # The successor of the prefix as a big-endian number of the same width bounds the
+    # range; an all-ones prefix runs to the end of the tree.
+    n = int.from_bytes(prefix, "big") + 1
+    if n >> (8 * len(prefix)):
+        return prefix, None
+    return prefix, n.to_bytes(len(prefix), "big")
 
 
 def _region_range(region_id: int) -> tuple[bytes, bytes | None]:
@@ -148,7 +175,7 @@ def region_log_range(region_id: int) -> tuple[bytes, bytes | None]:
 
 
 def region_staging_range(region_id: int) -> tuple[bytes, bytes | None]:
-    """The half-open ``snap_staging`` key range of a region's received snapshot."""
+    """The half-open ``snap_staging`` key range of every stream staged for a region."""
     return _region_range(region_id)
 
 

@@ -13,34 +13,40 @@ the region's range, and yields them as a stream of chunks encoded by
 raises ``ReadInvalidated`` instead of producing a torn snapshot; the caller
 starts again. Holding a read transaction pins old pages, so generate promptly.
 
-**Apply.** :func:`apply` installs a received stream for a region:
+**Apply.** A received stream is first *staged*
+(:mod:`multiraft.storage.staging`): every part is checked as it arrives
+(order, region id, keys inside the new range and sorted, counts and checksum
+in the footer) and written to the ``snap_staging`` sub-database under its own
+prefix ``region_id | snap_id``, in bounded transactions, so the receiver
+holds one chunk or so at a time, never the snapshot. A bad or incomplete
+stream is deleted and nothing else has changed. :func:`apply_staged` then
+installs the staged stream (:func:`apply` stages a whole iterable then does
+the same):
 
-1. *Stage*: every chunk is checked (order, region id, keys inside the new
-   range and sorted, counts and checksum in the footer) and kept as received
-   in the ``snap_staging`` sub-database, in bounded transactions. A bad or
-   incomplete stream is discarded and nothing else has changed.
-2. *Mark Applying* (one transaction): ``RegionLocalState{Applying, new
+1. *Mark Applying* (one transaction): ``RegionLocalState{Applying, new
    region}``; the apply state at the snapshot (``applied = truncated =
    index``, ``truncated_term = term``); the conf state; ``RaftLocalState``
    (``commit = last_index = index``, term raised, vote kept); the region's
-   log deleted; the plan (the key ranges to clear: the new range and, if the
-   replica was initialized with another range, the old one); and any
-   ``Tombstone`` states for regions the snapshot replaces (multiraft-design
-   §1.4).
-3. *Replace the data*, in bounded transactions: delete the planned ranges,
-   then write the staged data chunks.
-4. *Mark Normal* (one transaction): ``RegionLocalState{Normal}`` with the
-   final apply state, and the staging deleted.
+   log deleted; the plan, under the stream's prefix (the key ranges to
+   clear: the new range and, if the replica was initialized with another
+   range, the old one); and any ``Tombstone`` states for regions the
+   snapshot replaces (multiraft-design §1.4). The transaction also checks
+   that the stream's header and footer are still staged.
+2. *Replace the data*, in bounded transactions: delete the planned ranges,
+   then write the staged data chunks, read back one at a time.
+3. *Mark Normal* (one transaction): ``RegionLocalState{Normal}`` with the
+   final apply state, and the stream's staging deleted.
 
-**Recovery.** A crash before step 2 leaves the region as it was (at most some
-staging, which :func:`recover_interrupted` deletes). A crash after it leaves
-the region ``Applying``: its staged stream and plan are still on disk, so
-:func:`recover_interrupted` redoes steps 3 and 4 from the start. Both are
-idempotent (delete the ranges, then write the same pairs). While a region is
-``Applying`` the store must neither serve nor apply to it, so its apply state
-and its data may disagree only in that state.
+**Recovery.** A crash before step 1 leaves the region as it was, plus staged
+streams without a plan, which :func:`recover_interrupted` deletes. A crash
+after it leaves the region ``Applying``. Its staged stream (the one with a
+plan) is still on disk, so :func:`recover_interrupted` redoes steps 2 and 3
+from the start. Both steps are idempotent: delete the ranges, then write the
+same pairs. While a region is ``Applying`` the store must neither serve it
+nor apply to it, so its apply state and its data may disagree only in that
+state.
 
-After :func:`apply`, reload the region's
+After :func:`apply_staged` (or :func:`apply`), reload the region's
 :class:`~multiraft.storage.raft_storage.RaftStorage` (its log was replaced).
 The store is responsible for the checks of multiraft-design §11.7 (epoch not
 stale, no overlap with other initialized regions except those replaced).
@@ -49,15 +55,17 @@ stale, no overlap with other initialized regions except those replaced).
 from __future__ import annotations
 
 import functools
+import logging
 import zlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 
 from multiraft.raft.errors import RaftFatal, SnapshotOutOfDate
 from multiraft.raft.types import Snapshot, SnapshotMetadata
-from multiraft.storage import keys
-from multiraft.storage.engine import Dbs, Engine, Txn
+from multiraft.storage import keys, staging
+from multiraft.storage.engine import Db, Dbs, Engine, Txn
 from multiraft.storage.raft_storage import RaftStorage
 from multiraft.storage.recovery import read_region_records
+from multiraft.storage.staging import SnapshotError, StagedSnapshot
 from multiraft.storage.write_batch import delete_range
 from multiraft.wire.records import (
     RecordCorrupted,
@@ -82,6 +90,7 @@ __all__ = [
     "DEFAULT_CHUNK_BYTES",
     "SnapshotError",
     "apply",
+    "apply_staged",
     "generate",
     "metadata_snapshot",
     "read_header",
@@ -96,9 +105,7 @@ DEFAULT_DELETE_BATCH = 20_000
 
 PhaseHook = Callable[[str], None]
 
-
-class SnapshotError(Exception):
-    """A snapshot cannot be generated from, or applied to, this region as asked."""
+log = logging.getLogger(__name__)
 
 
 def _range_of(region: Region) -> tuple[bytes, bytes | None]:
@@ -218,11 +225,11 @@ def apply(
     delete_batch: int = DEFAULT_DELETE_BATCH,
     on_phase: PhaseHook | None = None,
 ) -> SnapshotHeader:
-    """Install a snapshot stream as region ``region_id`` (blocking; run it in a thread).
+    """Stage a whole stream, then install it as region ``region_id`` (blocking; run it in a thread).
 
-    ``tombstones`` are written with the Applying mark (regions this one replaces).
-    ``on_phase`` is called after ``"staged"``, ``"applying"``, ``"cleared"``,
-    ``"written"`` and ``"normal"`` (tests use it to interrupt).
+    :func:`multiraft.storage.staging.stage` then :func:`apply_staged` (``tombstones``,
+    the phases); ``on_phase`` is also called with ``"staging"`` after each staging
+    transaction and ``"staged"`` once the stream is complete.
 
     Raises:
         SnapshotError: the stream is malformed, incomplete or for another region,
@@ -230,20 +237,54 @@ def apply(
         SnapshotOutOfDate: the snapshot index is not past the region's truncated index.
     """
     hook = on_phase or _no_hook
-    # Before touching the staging: an interrupted apply's staging is its redo log.
+    # Refuse before staging anything for a region that cannot take a snapshot now.
     if _is_applying(engine, region_id):
         raise SnapshotError(f"region {region_id} is already applying a snapshot; recover it first")
-    header = _stage(engine, region_id, chunks, txn_bytes)
+    staged = staging.stage(
+        engine, region_id, chunks, txn_bytes=txn_bytes, on_flush=lambda: hook("staging")
+    )
     hook("staged")
+    return apply_staged(engine, staged, tombstones=tombstones, txn_bytes=txn_bytes,
+                        delete_batch=delete_batch, on_phase=hook)  # fmt: skip
+
+
+def apply_staged(
+    engine: Engine,
+    staged: StagedSnapshot,
+    *,
+    tombstones: Sequence[RegionLocalState] = (),
+    txn_bytes: int = DEFAULT_TXN_BYTES,
+    delete_batch: int = DEFAULT_DELETE_BATCH,
+    on_phase: PhaseHook | None = None,
+) -> SnapshotHeader:
+    """Install a staged stream as its region (blocking; run it in a thread). Consumes ``staged``.
+
+    ``tombstones`` are written with the Applying mark (regions this one replaces).
+    ``on_phase`` is called after ``"applying"``, ``"cleared"``, ``"written"`` and
+    ``"normal"`` (tests use it to interrupt). If the Applying mark does not commit,
+    the staged stream is deleted and the region is as it was; once it has
+    committed, the stream is the apply's redo log (see :func:`recover_interrupted`).
+
+    Raises:
+        SnapshotError: ``staged`` was already consumed, its parts are missing, or the
+            region is already Applying.
+        SnapshotOutOfDate: the snapshot index is not past the region's truncated index.
+    """
+    hook = on_phase or _no_hook
+    staged.consume()
     try:
-        _mark_applying(engine, header, tombstones)
+        _mark_applying(engine, staged, tombstones)
     except BaseException:
-        if not _is_applying(engine, region_id):
-            _clear_staging(engine, region_id)
+        # The region is untouched and the stream belongs to this apply alone.
+        try:
+            staging.delete_stream(engine, staged.region_id, staged.snapshot_id)
+        except Exception as exc:  # keep the first error; recovery drops the stream at startup
+            log.warning("region %d: staged snapshot %d not deleted: %s", staged.region_id,
+                        staged.snapshot_id, exc)  # fmt: skip
         raise
     hook("applying")
-    _finish(engine, region_id, txn_bytes, delete_batch, hook)
-    return header
+    _finish(engine, staged.region_id, staged.prefix, txn_bytes, delete_batch, hook)
+    return staged.header
 
 
 def _no_hook(phase: str) -> None:
@@ -256,94 +297,26 @@ def _is_applying(engine: Engine, region_id: int) -> bool:
     return raw is not None and decode_region_local_state(raw).state == PeerState.Applying
 
 
-def _stage(
-    engine: Engine, region_id: int, chunks: Iterable[bytes], txn_bytes: int
-) -> SnapshotHeader:
-    dbs = engine.dbs
-    _clear_staging(engine, region_id)
-    header: SnapshotHeader | None = None
-    footer: SnapshotFooter | None = None
-    seq = nkeys = crc = 0
-    last_key = b""
-    buf: list[tuple[int, bytes]] = []
-    buf_bytes = 0
-
-    def flush(txn: Txn) -> None:
-        for s, raw in buf:
-            txn.put(keys.staging_key(region_id, s), raw, db=dbs.snap_staging)
-
-    try:
-        for raw in chunks:
-            if footer is not None:
-                raise SnapshotError("snapshot stream continues after its footer")
-            try:
-                chunk = decode_snapshot_part(raw)
-            except RecordCorrupted as exc:
-                raise SnapshotError(f"snapshot chunk {seq + 1}: {exc}") from exc
-            if header is None:
-                if not isinstance(chunk, SnapshotHeader):
-                    raise SnapshotError("snapshot stream does not start with a header")
-                if chunk.region_id != region_id or chunk.region.id != region_id:
-                    raise SnapshotError(
-                        f"snapshot of region {chunk.region_id} given for region {region_id}"
-                    )
-                if not chunk.region.peers:
-                    raise SnapshotError(f"snapshot of region {region_id} has no peers")
-                header = chunk
-                buf.append((0, raw))
-            elif isinstance(chunk, SnapshotData):
-                if chunk.seq != seq + 1:
-                    raise SnapshotError(f"snapshot data chunk {chunk.seq} where {seq + 1} was due")
-                region = header.region
-                for k, _ in chunk.pairs:
-                    if not k or len(k) > keys.MAX_DATA_KEY_SIZE:
-                        raise SnapshotError(f"snapshot key of {len(k)} bytes cannot be stored")
-                    if not region.contains(k) or k <= last_key:
-                        raise SnapshotError(
-                            f"snapshot key {k!r} is out of order or outside the region"
-                        )
-                    last_key = k
-                seq += 1
-                nkeys += len(chunk.pairs)
-                crc = zlib.crc32(raw, crc)
-                buf.append((seq, raw))
-            elif isinstance(chunk, SnapshotFooter):
-                if (chunk.data_chunks, chunk.keys, chunk.checksum) != (seq, nkeys, crc):
-                    raise SnapshotError(
-                        f"snapshot footer says {chunk.data_chunks} chunks/{chunk.keys} keys/crc "
-                        f"{chunk.checksum:#x}, received {seq}/{nkeys}/{crc:#x}"
-                    )
-                footer = chunk
-                buf.append((seq + 1, raw))
-            else:
-                raise SnapshotError("a second snapshot header in one stream")
-            buf_bytes += len(raw)
-            if buf_bytes >= txn_bytes:
-                engine.write(flush)
-                buf.clear()
-                buf_bytes = 0
-        if header is None or footer is None:
-            raise SnapshotError("snapshot stream ended before its footer")
-        if buf:
-            engine.write(flush)
-    except BaseException:
-        _clear_staging(engine, region_id)
-        raise
-    return header
-
-
 def _mark_applying(
-    engine: Engine, header: SnapshotHeader, tombstones: Sequence[RegionLocalState]
+    engine: Engine, staged: StagedSnapshot, tombstones: Sequence[RegionLocalState]
 ) -> None:
     dbs = engine.dbs
+    header = staged.header
     rid = header.region_id
     rkey = keys.region_key(rid)
+    prefix = staged.prefix
 
     def mark(txn: Txn) -> None:
         raw = txn.get(rkey, db=dbs.region_state)
         old = decode_region_local_state(raw) if raw is not None else None
         if old is not None and old.state == PeerState.Applying:
             raise SnapshotError(f"region {rid} is already applying a snapshot; recover it first")
+        # The first and the last part (small: header and footer) prove the stream is there.
+        for seq in (0, staged.parts - 1):
+            if txn.get(keys.staging_part_key(prefix, seq), db=dbs.snap_staging) is None:
+                raise SnapshotError(
+                    f"region {rid}: staged snapshot {staged.snapshot_id} lacks part {seq}"
+                )
         raft, apply_st, _ = read_region_records(txn, dbs, rid)
         if header.index <= apply_st.truncated_index:
             raise SnapshotOutOfDate()
@@ -354,7 +327,7 @@ def _mark_applying(
             if old_range != (new_start, new_end):
                 ranges.append(old_range)
         txn.put(
-            keys.staging_key(rid, keys.STAGING_PLAN_SEQ),
+            keys.staging_part_key(prefix, keys.STAGING_PLAN_SEQ),
             encode_key_ranges(ranges),
             db=dbs.snap_staging,
         )
@@ -379,12 +352,18 @@ def _mark_applying(
 
 
 def _finish(
-    engine: Engine, region_id: int, txn_bytes: int, delete_batch: int, hook: PhaseHook
+    engine: Engine,
+    region_id: int,
+    prefix: bytes,
+    txn_bytes: int,
+    delete_batch: int,
+    hook: PhaseHook,
 ) -> None:
+    """Steps 3 and 4 for the stream staged under ``prefix``; idempotent (recovery redoes it)."""
     dbs = engine.dbs
     with engine.read() as txn:
-        raw_header = txn.get(keys.staging_key(region_id, 0), db=dbs.snap_staging)
-        raw_plan = txn.get(keys.staging_key(region_id, keys.STAGING_PLAN_SEQ), db=dbs.snap_staging)
+        raw_header = txn.get(keys.staging_part_key(prefix, 0), db=dbs.snap_staging)
+        raw_plan = txn.get(keys.staging_part_key(prefix, keys.STAGING_PLAN_SEQ), db=dbs.snap_staging)
     if raw_header is None or raw_plan is None:
         raise RecordCorrupted(f"region {region_id} is Applying but its staged snapshot is missing")
     header = decode_snapshot_part(raw_header)
@@ -399,9 +378,8 @@ def _finish(
     hook("cleared")
     next_seq = 1
     while next_seq:
-        step = functools.partial(
-            _write_staged, dbs=dbs, region_id=region_id, seq=next_seq, txn_bytes=txn_bytes
-        )
+        step = functools.partial(_write_staged, dbs=dbs, region_id=region_id, prefix=prefix,
+                                 seq=next_seq, txn_bytes=txn_bytes)  # fmt: skip
         next_seq = engine.write(step)
     hook("written")
 
@@ -417,7 +395,7 @@ def _finish(
             encode_apply_state(ApplyState(header.index, header.index, header.term)),
             db=dbs.apply_state,
         )
-        start, end = keys.region_staging_range(region_id)
+        start, end = keys.staging_prefix_range(prefix)
         delete_range(txn, dbs.snap_staging, start, end)
 
     engine.write(normal)
@@ -428,16 +406,17 @@ def _delete_data(txn: Txn, *, dbs: Dbs, start: bytes, end: bytes | None, limit: 
     return delete_range(txn, dbs.data, start, end, limit)
 
 
-def _write_staged(txn: Txn, *, dbs: Dbs, region_id: int, seq: int, txn_bytes: int) -> int:
+def _write_staged(
+    txn: Txn, *, dbs: Dbs, region_id: int, prefix: bytes, seq: int, txn_bytes: int
+) -> int:
     """Write staged data chunks from ``seq`` on, up to about ``txn_bytes``; the next seq, or 0 at the end."""
     cur = txn.cursor(dbs.snap_staging)
     written = 0
     data = dbs.data
-    if not cur.set_key(keys.staging_key(region_id, seq)):
+    if not cur.set_key(keys.staging_part_key(prefix, seq)):
         raise RecordCorrupted(f"region {region_id}: staged snapshot chunk {seq} is missing")
     for key, raw in cur.iternext():
-        rid, s = keys.decode_staging_key(key)
-        if rid != region_id or s != seq:
+        if key != keys.staging_part_key(prefix, seq):
             raise RecordCorrupted(f"region {region_id}: staged snapshot chunk {seq} is missing")
         chunk = decode_snapshot_part(raw)
         if isinstance(chunk, SnapshotFooter):
@@ -454,33 +433,51 @@ def _write_staged(txn: Txn, *, dbs: Dbs, region_id: int, seq: int, txn_bytes: in
     raise RecordCorrupted(f"region {region_id}: staged snapshot has no footer")
 
 
-def _clear_staging(engine: Engine, region_id: int) -> None:
-    start, end = keys.region_staging_range(region_id)
-    engine.write(lambda txn: delete_range(txn, engine.dbs.snap_staging, start, end))
-
-
 def recover_interrupted(engine: Engine) -> list[int]:
-    """Finish every snapshot apply a crash interrupted; drop abandoned staging. Startup only.
+    """Finish every snapshot apply a crash interrupted; drop all other staging. Startup only.
 
     Returns the ids of the regions it finished.
+
+    Raises:
+        RecordCorrupted: an Applying region has no staged stream with a plan, or several.
     """
     dbs = engine.dbs
     applying: list[int] = []
-    staged: set[int] = set()
+    planned: dict[int, list[bytes]] = {}  # region id -> prefixes of streams with a plan
+    streams: list[bytes] = []  # every staging prefix, in key order
     with engine.read() as txn:
         for key, val in txn.cursor(dbs.region_state):
             if decode_region_local_state(val).state == PeerState.Applying:
                 applying.append(keys.decode_region_key(key))
-        cur = txn.cursor(dbs.snap_staging)
-        found = cur.first()
-        while found:
-            rid, _ = keys.decode_staging_key(cur.key())
-            staged.add(rid)
-            # Jump to the next region's staging: one seek per region, not per chunk.
-            _, end = keys.region_staging_range(rid)
-            found = end is not None and cur.set_range(end)
+        # Keys only (the parts' values stay on their pages). A key minus its 8-byte seq is
+        # its stream's prefix, for the region_id|snap_id|seq keys and the older region_id|seq.
+        for key in txn.cursor(dbs.snap_staging).iternext(keys=True, values=False):
+            prefix = key[:-8]
+            if not streams or streams[-1] != prefix:
+                streams.append(prefix)
+            if key[-8:] == _PLAN_SUFFIX:
+                planned.setdefault(keys.decode_region_key(key[:8]), []).append(prefix)
+    finished: set[bytes] = set()
     for rid in applying:
-        _finish(engine, rid, DEFAULT_TXN_BYTES, DEFAULT_DELETE_BATCH, _no_hook)
-    for rid in staged.difference(applying):
-        _clear_staging(engine, rid)
+        prefixes = planned.get(rid, [])
+        if len(prefixes) != 1:
+            raise RecordCorrupted(
+                f"region {rid} is Applying with {len(prefixes)} planned snapshot streams, not one"
+            )
+        _finish(engine, rid, prefixes[0], DEFAULT_TXN_BYTES, DEFAULT_DELETE_BATCH, _no_hook)
+        finished.add(prefixes[0])
+    for prefix in streams:
+        if prefix not in finished:
+            # A receive or apply that never reached its mark, or a plan whose region is no
+            # longer Applying (finished, then superseded before its staging went): all dead.
+            start, end = keys.staging_prefix_range(prefix)
+            engine.write(functools.partial(_delete_staging, db=dbs.snap_staging, start=start,
+                                           end=end))  # fmt: skip
     return applying
+
+
+_PLAN_SUFFIX = keys.staging_part_key(b"", keys.STAGING_PLAN_SEQ)
+
+
+def _delete_staging(txn: Txn, *, db: Db, start: bytes, end: bytes | None) -> int:
+    return delete_range(txn, db, start, end)

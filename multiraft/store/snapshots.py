@@ -1,4 +1,4 @@
-"""Region snapshots in the store: the leader's producer and sender, the receiver's checks.
+"""Region snapshots in the store: the leader's producer and sender, the follower's receiver.
 
 Theory of operation
 -------------------
@@ -20,27 +20,42 @@ it is committed, and the follower's progress catches up from wherever the
 snapshot lands). The ack becomes ``report_snapshot(Finish)``, anything else
 ``report_snapshot(Failure)``, posted back to the loop.
 
-**Follower.** :func:`receive_snapshot` collects a stream (bounded in bytes) and
-checks that it is one region's snapshot whose header matches the MsgSnapshot
-it carries. The ready loop then checks the snapshot against the replica
-(index past the applied index, epoch not stale, no overlap with another
-initialized region: multiraft-design §11.7), keeps the parts on the replica
-and steps the message. If Raft accepts it, the next Ready carries the
-snapshot and the loop installs it with :func:`multiraft.storage.snapshot.apply`
-before persisting anything else of that Ready.
+**Follower.** :class:`SnapshotReceiver` takes each incoming stream (at most
+``limit`` at once; more are answered ``Busy``, which the sender reports to
+Raft as a failure, and Raft retries later). It checks the first chunk against
+the MsgSnapshot it carries. Then it stages the stream into LMDB as it arrives
+(:mod:`multiraft.storage.staging`): every few MiB of chunks are checked and
+written in one transaction through the store's ``StorageWriter``, so staging
+takes turns with the ready loop's commits. It never holds more than those
+few MiB, whatever the snapshot's size. A bad, oversized or broken stream gets
+``Rejected`` and its staging is deleted. A complete stream is a
+:class:`ReceivedStream` whose ``staged`` handle goes to the ready loop. The
+loop checks the snapshot against the replica (index past the applied index,
+epoch not stale, no overlap with another initialized region:
+multiraft-design §11.7), keeps the handle on the replica and steps the
+message. If Raft accepts it, the next Ready carries the snapshot and the loop
+installs it with :func:`multiraft.storage.snapshot.apply_staged` before it
+persists anything else of that Ready.
 
-NB: received snapshots are held in memory until applied; regions are bounded
-by the split size, but a streaming receiver that stages straight to LMDB is
-the next step (issue 5 sends snapshots to new replicas routinely).
+**Staged data does not outlive its use.** The handle is consumed exactly once, by the
+apply or by :meth:`SnapshotReceiver.discard` (``KvService.on_snapshot``
+calls it when the loop refuses the stream). A handle dropped without being
+consumed is caught by a ``weakref.finalize`` and its staging is deleted:
+Raft ignored the snapshot, a newer one replaced it, or the loop answered
+after the sender stopped waiting. The deletion is done by
+:meth:`SnapshotReceiver.run` if it runs, otherwise at the next receive.
+Whatever a crash leaves is deleted by startup recovery.
 """
 
 from __future__ import annotations
 
 import itertools
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+import threading
+import weakref
+from collections.abc import AsyncIterator, Callable, Iterator
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import trio
 
@@ -50,18 +65,28 @@ from multiraft.raft.errors import SnapshotTemporarilyUnavailable
 from multiraft.storage.engine import Engine
 from multiraft.storage.raft_storage import RaftStorage, SnapshotProducer
 from multiraft.storage.snapshot import SnapshotError, generate, read_header
+from multiraft.storage.staging import (
+    DEFAULT_STAGE_TXN_BYTES,
+    SnapshotStager,
+    StagedSnapshot,
+    delete_stream,
+    next_snapshot_id,
+)
 from multiraft.wire.messages import RaftEnvelope, SnapshotAck, SnapshotAckStatus, SnapshotChunk
 from multiraft.wire.records import RecordCorrupted, SnapshotHeader, decode_snapshot_part
 
 __all__ = [
     "ReceivedStream",
+    "ReceiverStatistics",
+    "SnapshotReceiver",
     "SnapshotSender",
     "SnapshotTransport",
+    "SnapshotWriter",
     "disk_snapshot_producer",
-    "receive_snapshot",
 ]
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 #: ``report(region_id, to_peer_id, status)``: post a snapshot outcome to the ready loop.
 Report = Callable[[int, int, SnapshotStatus], None]
@@ -185,53 +210,284 @@ class SnapshotSender:
             await trio.to_thread.run_sync(getattr(gen, "close"))  # noqa: B009
 
 
+# ----------------------------------------------------------------------
+# Receiving
+
+
 @dataclass(slots=True)
 class ReceivedStream:
-    """A complete, self-consistent snapshot stream, ready for the ready loop's checks."""
+    """A complete snapshot stream, checked and staged, ready for the ready loop's checks."""
 
     envelope: RaftEnvelope
     header: SnapshotHeader
-    parts: list[bytes]
+    staged: StagedSnapshot
+
+    @property
+    def parts(self) -> StagedSnapshot:
+        """The staged stream under the ready loop's name for it (``len()``: chunks received)."""
+        return self.staged
 
 
-async def receive_snapshot(
-    first: SnapshotChunk, rest: AsyncIterator[SnapshotChunk], *, max_bytes: int
-) -> ReceivedStream | SnapshotAck:
-    """Collect one snapshot stream; a Rejected ack if it is not a usable snapshot."""
+class SnapshotWriter(Protocol):
+    """What the receiver needs of the store's ``StorageWriter``: its write slot."""
 
-    def reject(reason: str) -> SnapshotAck:
-        return SnapshotAck(first.region_id, first.snapshot_id, first.seq,
-                           SnapshotAckStatus.Rejected, reason)  # fmt: skip
-
-    env = first.envelope
-    if first.seq != 0 or env is None or env.message.msg_type != MessageType.MsgSnapshot:
-        return reject("a snapshot stream must start with the MsgSnapshot envelope")
-    if env.region_id != first.region_id or env.message.snapshot is None:
-        return reject("the envelope is for another region")
-    parts = [first.data]
-    total = len(first.data)
-    last = first.last
-    async for chunk in rest:
-        total += len(chunk.data)
-        if total > max_bytes:
-            return reject(f"snapshot larger than {max_bytes} bytes")
-        parts.append(chunk.data)
-        last = chunk.last
-        if last:
-            break
-    if not last:
-        return reject("the stream ended before its last chunk")
-    try:
-        header = decode_snapshot_part(parts[0])
-    except RecordCorrupted as exc:
-        return reject(f"bad snapshot header: {exc}")
-    md = env.message.snapshot.metadata
-    if not isinstance(header, SnapshotHeader) or header.region_id != env.region_id:
-        return reject("the first part is not this region's snapshot header")
-    if (header.index, header.term) != (md.index, md.term):
-        return reject(f"header at {header.index}/{header.term}, message at {md.index}/{md.term}")
-    return ReceivedStream(env, header, parts)
+    async def run(self, fn: Callable[..., T], *args: object) -> T: ...
 
 
-#: What the loop awaits to install a snapshot: ``apply(region_id, parts) -> header``.
-ApplyFn = Callable[[int, list[bytes]], Awaitable[SnapshotHeader]]
+@dataclass(frozen=True, slots=True)
+class ReceiverStatistics:
+    receiving: int  # streams being received now
+    staged_bytes: int  # of streams being received or waiting to be applied
+    received: int  # complete streams handed on
+    rejected: int  # bad, too large or incomplete streams
+    busy: int  # refused: over the limit
+    failed: int  # the stream broke or was cancelled
+    deleted: int  # streams whose staging was deleted (refused, failed or abandoned)
+
+
+class SnapshotReceiver:
+    """Stages incoming snapshot streams into LMDB, at most ``limit`` at once.
+
+    Args:
+        engine: the store's engine (its ``snap_staging`` sub-database).
+        writer: returns the store's writer; every staging transaction goes through
+            its slot, so staging interleaves with the ready loop's commits.
+        limit: streams received at once; more are answered ``Busy``.
+        max_bytes: largest stream accepted.
+        txn_bytes: chunk bytes buffered before a staging transaction.
+    """
+
+    def __init__(
+        self,
+        engine: Engine,
+        writer: Callable[[], SnapshotWriter],
+        *,
+        limit: int = 4,
+        max_bytes: int = 1 << 30,
+        txn_bytes: int = DEFAULT_STAGE_TXN_BYTES,
+        metrics: RaftMetrics | None = None,
+    ) -> None:
+        self._engine = engine
+        self._writer = writer
+        self.limit = limit
+        self.max_bytes = max_bytes
+        self.txn_bytes = txn_bytes
+        self._metrics = metrics
+        self._next_id = 0  # 0: not read from disk yet
+        self.receiving = 0
+        # Handles are consumed and finalized in any thread (an apply runs in the writer's).
+        # Re-entrant: a garbage collection inside a locked block may run a finalizer that
+        # takes the lock again in the same thread.
+        self._lock = threading.RLock()
+        self._staged_bytes = 0
+        self._orphans: list[tuple[int, int]] = []  # (region id, snap id) to delete
+        self._token: trio.lowlevel.TrioToken | None = None
+        self._wake = trio.Event()
+        self._counts = dict.fromkeys(("received", "rejected", "busy", "failed", "deleted"), 0)
+
+    # -- receiving ---------------------------------------------------------------------
+
+    async def receive(
+        self, first: SnapshotChunk, rest: AsyncIterator[SnapshotChunk]
+    ) -> ReceivedStream | SnapshotAck:
+        """Stage one stream; a Rejected or Busy ack if it is not a usable snapshot now.
+
+        Raises whatever ``rest`` raises (a broken stream); its staging is deleted.
+        """
+        env = first.envelope
+        if first.seq != 0 or env is None or env.message.msg_type != MessageType.MsgSnapshot:
+            return self._refused(first, 0, "a snapshot stream must start with the MsgSnapshot "
+                                 "envelope")  # fmt: skip
+        if env.region_id != first.region_id or env.message.snapshot is None:
+            return self._refused(first, 0, "the envelope is for another region")
+        if self.receiving >= self.limit:
+            self._count("busy")
+            return SnapshotAck(first.region_id, first.snapshot_id, 0, SnapshotAckStatus.Busy,
+                               f"already receiving {self.receiving} snapshots")  # fmt: skip
+        # Counted before the first await, so concurrent receives cannot overshoot the limit.
+        self.receiving += 1
+        if self._metrics is not None:
+            self._metrics.snapshots_receiving.inc()
+        self._token = trio.lowlevel.current_trio_token()
+        try:
+            await self.collect()
+            return await self._receive(first, rest, env)
+        finally:
+            self.receiving -= 1
+            if self._metrics is not None:
+                self._metrics.snapshots_receiving.dec()
+
+    async def _receive(
+        self, first: SnapshotChunk, rest: AsyncIterator[SnapshotChunk], env: RaftEnvelope
+    ) -> ReceivedStream | SnapshotAck:
+        assert env.message.snapshot is not None
+        md = env.message.snapshot.metadata
+        try:
+            header = decode_snapshot_part(first.data)
+        except RecordCorrupted as exc:
+            return self._refused(first, 0, f"bad snapshot header: {exc}")
+        if not isinstance(header, SnapshotHeader) or header.region_id != env.region_id:
+            return self._refused(first, 0, "the first part is not this region's snapshot header")
+        if (header.index, header.term) != (md.index, md.term):
+            return self._refused(first, 0, f"header at {header.index}/{header.term}, message at "
+                                 f"{md.index}/{md.term}")  # fmt: skip
+        stager = SnapshotStager(env.region_id, self._allocate_id())
+        done = False
+        try:
+            got = await self._stage(stager, first, rest)
+            done = isinstance(got, StagedSnapshot)
+        except BaseException:
+            self._count("failed")
+            raise
+        finally:
+            if not done:
+                self._abandon(stager.region_id, stager.snapshot_id, stager.staged_bytes)
+        if isinstance(got, SnapshotAck):
+            await self.collect()  # the sender learns of the refusal once nothing is left
+            return got
+        self._track(got)
+        self._count("received")
+        return ReceivedStream(env, header, got)
+
+    async def _stage(
+        self, stager: SnapshotStager, first: SnapshotChunk, rest: AsyncIterator[SnapshotChunk]
+    ) -> StagedSnapshot | SnapshotAck:
+        """Receive and stage the stream; memory: at most ``txn_bytes`` plus one chunk."""
+        parts = [first.data]
+        pending = total = len(first.data)
+        seq, last = 0, first.last
+        if not last:
+            async for chunk in rest:
+                seq = chunk.seq
+                total += len(chunk.data)
+                if total > self.max_bytes:
+                    return self._refused(first, seq, f"snapshot larger than {self.max_bytes} bytes")
+                parts.append(chunk.data)
+                pending += len(chunk.data)
+                last = chunk.last
+                if pending >= self.txn_bytes and not last:
+                    ack = await self._flush(stager, parts, first, seq)
+                    if ack is not None:
+                        return ack
+                    parts, pending = [], 0
+                if last:
+                    break
+        if not last:
+            return self._refused(first, seq, "the stream ended before its last chunk")
+        ack = await self._flush(stager, parts, first, seq)
+        if ack is not None:
+            return ack
+        try:
+            return stager.finish()
+        except SnapshotError as exc:
+            return self._refused(first, seq, str(exc))
+
+    async def _flush(
+        self, stager: SnapshotStager, parts: list[bytes], first: SnapshotChunk, seq: int
+    ) -> SnapshotAck | None:
+        """Check and write ``parts`` in one transaction in the writer's slot; an ack if bad."""
+        try:
+            n = await self._writer().run(stager.stage, self._engine, parts)
+        except SnapshotError as exc:
+            return self._refused(first, seq, str(exc))
+        self._add_staged(n)
+        return None
+
+    def _refused(self, first: SnapshotChunk, seq: int, reason: str) -> SnapshotAck:
+        self._count("rejected")
+        return SnapshotAck(first.region_id, first.snapshot_id, seq, SnapshotAckStatus.Rejected,
+                           reason)  # fmt: skip
+
+    def _allocate_id(self) -> int:
+        if not self._next_id:
+            # Past any stream on disk (recovery normally leaves none): ids never collide.
+            self._next_id = next_snapshot_id(self._engine)
+        sid = self._next_id
+        self._next_id += 1
+        return sid
+
+    # -- the staged streams' lifetime --------------------------------------------------
+
+    def _track(self, staged: StagedSnapshot) -> None:
+        """Delete ``staged`` if it is dropped unconsumed (rejected, superseded, ignored by Raft)."""
+        size = staged.total_bytes
+        fin = weakref.finalize(staged, self._abandon, staged.region_id, staged.snapshot_id, size)
+        fin.atexit = False  # at interpreter exit there is no loop left; recovery cleans up
+
+        def consumed() -> None:
+            fin.detach()
+            self._add_staged(-size)
+
+        staged.on_consume = consumed
+
+    async def discard(self, staged: StagedSnapshot) -> None:
+        """Delete a staged stream nobody will apply (the loop refused it)."""
+        try:
+            staged.consume()  # its bytes leave the gauge here
+        except SnapshotError:
+            return  # applied or discarded already
+        self._abandon(staged.region_id, staged.snapshot_id, 0)
+        await self.collect()
+
+    def _abandon(self, region_id: int, snapshot_id: int, size: int) -> None:
+        """Queue a stream's staging for deletion; ``size`` bytes leave the staged gauge now.
+
+        Any thread: a finalizer may run anywhere.
+        """
+        self._add_staged(-size)
+        with self._lock:
+            self._orphans.append((region_id, snapshot_id))
+        token = self._token
+        if token is not None:
+            try:
+                token.run_sync_soon(self._wake_up)
+            except trio.RunFinishedError:
+                pass  # the store is gone; startup recovery deletes the staging
+
+    def _wake_up(self) -> None:
+        self._wake.set()
+
+    async def collect(self) -> int:
+        """Delete the staging of every abandoned stream queued so far; how many were deleted."""
+        n = 0
+        while True:
+            with self._lock:
+                if not self._orphans:
+                    return n
+                rid, sid = self._orphans.pop()
+            try:
+                await self._writer().run(delete_stream, self._engine, rid, sid)
+            except Exception as exc:  # a failed delete waits for startup recovery
+                log.warning("region %d: staged snapshot %d not deleted: %s", rid, sid, exc)
+                continue
+            self._count("deleted")
+            n += 1
+
+    async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
+        """Delete abandoned staging as soon as it is queued, until cancelled.
+
+        Optional: without it, each :meth:`receive` deletes what was queued before it.
+        """
+        self._token = trio.lowlevel.current_trio_token()
+        task_status.started()
+        while True:
+            await self._wake.wait()
+            self._wake = trio.Event()
+            await self.collect()
+
+    def _add_staged(self, n: int) -> None:
+        with self._lock:  # the gauge is set under the lock so that updates never reorder
+            self._staged_bytes += n
+            if self._metrics is not None:
+                self._metrics.snapshot_staged_bytes.set(self._staged_bytes)
+
+    def _count(self, result: str) -> None:
+        self._counts[result] += 1
+        if self._metrics is not None and result != "deleted":
+            label = "ok" if result == "received" else result
+            self._metrics.snapshots_received.labels(label).inc()
+
+    def statistics(self) -> ReceiverStatistics:
+        c = self._counts
+        return ReceiverStatistics(self.receiving, self._staged_bytes, c["received"],
+                                  c["rejected"], c["busy"], c["failed"], c["deleted"])  # fmt: skip

@@ -15,8 +15,9 @@ seeded), kills it with SIGKILL, and reopens the store. It then checks that
   index, apply state and data (no round partially applied),
 * each region's apply state and its data agree.
 
-A second test kills a child while it applies a region snapshot and checks
-that startup recovery leaves either the old region or the new one, complete.
+A second test kills a child while it stages a received region snapshot (one
+bounded transaction after another) or applies it, and checks that startup
+recovery leaves either the old region or the new one, complete, and no staging.
 """
 
 from __future__ import annotations
@@ -220,7 +221,9 @@ def _region_view(engine: Engine) -> tuple[RegionLocalState, ApplyState, dict[byt
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("phase", ["started", "staged", "applying", "cleared", "written"])
+@pytest.mark.parametrize(
+    "phase", ["started", "staging", "staged", "applying", "cleared", "written"]
+)
 def test_sigkill_during_snapshot_apply_is_recovered(tmp_path: Path, phase: str) -> None:
     rng = random.Random(phase)
     chunks = _build_source(tmp_path / "source", 30_000)
@@ -234,7 +237,7 @@ def test_sigkill_during_snapshot_apply_is_recovered(tmp_path: Path, phase: str) 
     shutil.copytree(template, datadir)
     os.remove(datadir / "LOCK")
     progress = tmp_path / "progress"
-    order = ["started", "staged", "applying", "cleared", "written", "normal", "done"]
+    order = ["started", "staging", "staged", "applying", "cleared", "written", "normal", "done"]
     child, err = _spawn(tmp_path, "snapshot", str(datadir), str(progress), str(chunk_file))
     try:
         _wait(lambda: _progress(progress) in order[order.index(phase) :], child, err)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import pytest
 import trio
 
-from multiraft.raft.types import MessageType
+from multiraft.raft.types import Message, MessageType, Snapshot, SnapshotMetadata
+from multiraft.storage import Engine, StorageWriter
+from multiraft.storage.snapshot import generate
+from multiraft.store.snapshots import ReceivedStream, SnapshotReceiver
 from multiraft.transport import ConnectionLost, RaftTransport, RpcTimeout
 from multiraft.wire import (
     ErrorCode,
@@ -16,6 +20,9 @@ from multiraft.wire import (
     SnapshotAckStatus,
     SnapshotChunk,
 )
+from multiraft.wire.records import SnapshotHeader, decode_snapshot_part
+from regions.region import Peer
+from tests.storage.test_lmdb_snapshot import make_source
 from tests.transport.transport_support import CID, RecordingHandler, envelope, serving
 
 
@@ -131,3 +138,114 @@ async def test_a_failing_chunk_source_fails_the_send() -> None:
     async with serving(RecordingHandler()) as server:
         with pytest.raises(OSError, match="vanished"):
             await transport_to(server.port).send_snapshot(2, broken(), timeout=5)
+
+
+# -- a store's receiver behind the server: staging, the receive limit, broken streams ----------
+
+
+class StagingHandler(RecordingHandler):
+    """on_snapshot stages through a SnapshotReceiver (as KvService does) and accepts."""
+
+    def __init__(self, rx: SnapshotReceiver) -> None:
+        super().__init__()
+        self.rx = rx
+        self.received: list[ReceivedStream] = []
+        self.finished = 0
+
+    async def on_snapshot(
+        self, first: SnapshotChunk, rest: AsyncIterator[SnapshotChunk]
+    ) -> SnapshotAck:
+        self.changes.notify()  # waiters re-check once this task blocks inside receive()
+        try:
+            got = await self.rx.receive(first, rest)
+        finally:
+            self.finished += 1
+            self.changes.notify()
+        if isinstance(got, SnapshotAck):
+            return got
+        self.received.append(got)
+        return SnapshotAck(first.region_id, first.snapshot_id, len(got.parts) - 1,
+                           SnapshotAckStatus.Accepted)  # fmt: skip
+
+
+def region7_chunks(parts: list[bytes], snapshot_id: int) -> list[SnapshotChunk]:
+    header = decode_snapshot_part(parts[0])
+    assert isinstance(header, SnapshotHeader)
+    md = SnapshotMetadata(header.conf_state, header.index, header.term)
+    msg = Message(MessageType.MsgSnapshot, to=71, from_=72, term=header.term,
+                  snapshot=Snapshot(metadata=md))  # fmt: skip
+    env = RaftEnvelope(7, Peer(72, 1), Peer(71, 2), header.region.epoch, msg)
+    return [SnapshotChunk(7, snapshot_id, i, p, i == len(parts) - 1, env if i == 0 else None)
+            for i, p in enumerate(parts)]  # fmt: skip
+
+
+def staging_entries(engine: Engine) -> int:
+    with engine.read() as txn:
+        entries: int = txn.stat(engine.dbs.snap_staging)["entries"]
+    return entries
+
+
+@pytest.fixture
+def region7_parts(tmp_path: Path) -> list[bytes]:
+    with make_source(tmp_path / "src", 3000) as src:
+        parts = list(generate(src, 7, chunk_bytes=2048))
+    assert len(parts) > 12
+    return parts
+
+
+async def test_a_store_over_its_receive_limit_answers_busy(
+    tmp_path: Path, region7_parts: list[bytes]
+) -> None:
+    with Engine.open(tmp_path / "dst", sync=False) as dst:
+        writer = StorageWriter(dst)
+        rx = SnapshotReceiver(dst, lambda: writer, limit=1, txn_bytes=4096)
+        handler = StagingHandler(rx)
+        release = trio.Event()
+        held = region7_chunks(region7_parts, 1)
+
+        async def holding() -> AsyncIterator[SnapshotChunk]:
+            yield held[0]
+            await release.wait()
+            for c in held[1:]:
+                yield c
+
+        acks: list[SnapshotAck] = []
+        async with serving(handler) as server, trio.open_nursery() as nursery:
+            t = transport_to(server.port)
+
+            async def send_held() -> None:
+                acks.append(await t.send_snapshot(2, holding(), timeout=10))
+
+            nursery.start_soon(send_held)
+            await handler.changes.wait_until(lambda: rx.receiving == 1)
+            busy = await t.send_snapshot(2, stream(region7_chunks(region7_parts, 2)), timeout=10)
+            assert (busy.status, busy.snapshot_id) == (SnapshotAckStatus.Busy, 2)
+            release.set()
+        assert [a.status for a in acks] == [SnapshotAckStatus.Accepted]
+        (got,) = handler.received
+        assert len(got.staged) == len(region7_parts)
+        assert staging_entries(dst) == len(region7_parts)
+
+
+async def test_a_stream_cut_by_the_sender_leaves_no_staging(
+    tmp_path: Path, region7_parts: list[bytes]
+) -> None:
+    with Engine.open(tmp_path / "dst", sync=False) as dst:
+        writer = StorageWriter(dst)
+        rx = SnapshotReceiver(dst, lambda: writer, txn_bytes=4096)
+        chunks = region7_chunks(region7_parts, 1)
+
+        async def failing() -> AsyncIterator[SnapshotChunk]:
+            for c in chunks[:10]:
+                yield c
+            raise OSError("the snapshot source failed")
+
+        handler = StagingHandler(rx)
+        async with serving(handler) as server:
+            with pytest.raises(OSError, match="source failed"):
+                await transport_to(server.port).send_snapshot(2, failing(), timeout=10)
+            await handler.changes.wait_until(lambda: handler.finished == 1)
+            assert rx.receiving == 0 and rx.statistics().failed == 1
+            assert staging_entries(dst) > 0  # staged before the connection went
+            assert await rx.collect() == 1
+            assert staging_entries(dst) == 0
