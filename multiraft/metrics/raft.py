@@ -82,9 +82,28 @@ READ_KINDS: Final = ("read_index", "lease", "stale")
 #: Outcome of a snapshot generation or application.
 SNAPSHOT_RESULTS: Final = ("ok", "failed")
 
+#: Outcome of a snapshot stream this store received (before the replica's own checks).
+SNAPSHOT_RECEIVE_RESULTS: Final = (
+    "ok",  # complete and checked, staged in LMDB and handed to the ready loop
+    "rejected",  # malformed, for another region, larger than max_snapshot_bytes, or cut short
+    "busy",  # refused at once: max_receiving_snapshots streams were being received
+    "failed",  # the connection broke or the store stopped in the middle
+)
+
 #: Conf-change ``type`` label values: :class:`multiraft.raft.ConfChangeType` member names,
 #: one count per single change (a joint change of two steps counts two).
 CONF_CHANGE_TYPES: Final = tuple(t.name for t in ConfChangeType)
+
+#: Outcome of one split-check scan (``multiraft.store.split_check``).
+SPLIT_CHECK_RESULTS: Final = (
+    "split",  # over the thresholds with split keys: a split was requested
+    "no_split",  # measured; no split needed or no key to split at
+    "stale",  # the region split, merged or was replaced during the scan: result dropped
+    "failed",  # the scan raised (storage error)
+)
+
+#: Outcome of one CompactLog proposal made by log GC (``multiraft.store.log_gc``).
+LOG_COMPACT_RESULTS: Final = ("ok", "error", "timeout")
 
 
 class RaftMetrics:
@@ -209,6 +228,23 @@ class RaftMetrics:
         self.snapshot_applied_bytes = f.counter(
             "snapshot_applied", "Bytes of snapshots applied.", unit="bytes"
         )
+        #: Snapshot streams received, by result (Busy: over max_receiving_snapshots).
+        self.snapshots_received = f.counter(
+            "snapshots_received",
+            "Snapshot streams received by this store, by result.",
+            ["result"],
+            initial=each(*SNAPSHOT_RECEIVE_RESULTS),
+        )
+        #: Snapshot streams being received and staged right now.
+        self.snapshots_receiving = f.gauge(
+            "snapshots_receiving", "Snapshot streams being received and staged right now."
+        )
+        #: Bytes of received snapshots staged in LMDB: being received, or waiting to be applied.
+        self.snapshot_staged_bytes = f.gauge(
+            "snapshot_staged",
+            "Bytes of received snapshot streams staged in LMDB, not yet applied or dropped.",
+            unit="bytes",
+        )
         #: Split admin commands applied (one per parent region split, whatever the new count).
         self.splits = f.counter("splits", "Split admin commands applied on this store.")
         #: Single membership changes applied, by ConfChangeType name.
@@ -217,4 +253,36 @@ class RaftMetrics:
             "Membership changes applied on this store, by ConfChangeType name.",
             ["type"],
             initial=each(*CONF_CHANGE_TYPES),
+        )
+
+        # -- split check and log GC (issue 5) ----------------------------------------------
+        #: Split-check scans of leader regions, by result.
+        self.split_checks = f.counter(
+            "split_checks",
+            "Split-check scans of leader regions' data, by result.",
+            ["result"],
+            initial=each(*SPLIT_CHECK_RESULTS),
+        )
+        #: Time of one split-check scan (a worker thread walking the region's data).
+        self.split_check_duration = f.histogram(
+            "split_check_duration",
+            "Time to scan one region's data for the split check.",
+            unit="seconds",
+            buckets=ROUND_DURATION_BUCKETS,
+        )
+        #: CompactLog commands proposed by this store's leaders, by result.
+        self.log_compact_proposals = f.counter(
+            "log_compact_proposals",
+            "CompactLog commands proposed by log GC on this store's leaders, by result.",
+            ["result"],
+            initial=each(*LOG_COMPACT_RESULTS),
+        )
+        #: CompactLog commands applied on this store that moved a replica's first index.
+        self.log_compactions = f.counter(
+            "log_compactions", "CompactLog commands applied that truncated a replica's log."
+        )
+        #: Raft log entries deleted from disk below the truncated index.
+        self.log_gc_deleted_entries = f.counter(
+            "log_gc_deleted_entries",
+            "Raft log entries deleted from disk by log GC, below the truncated index.",
         )

@@ -70,3 +70,16 @@ class StorageMetrics:
         self.used_bytes = f.gauge(
             "used", "Bytes of the LMDB map in use (pages used times page size).", unit="bytes"
         )
+
+        # -- range cleanup (store only; issue 5) -------------------------------------------
+        #: Data keys deleted because no replica on this store owns them any more.
+        self.range_cleaned_keys = f.counter(
+            "range_cleaned_keys",
+            "Data keys deleted by range cleanup (ranges of destroyed or moved-away replicas).",
+        )
+        #: Bytes (keys + values) of those keys.
+        self.range_cleaned_bytes = f.counter(
+            "range_cleaned",
+            "Bytes of keys and values deleted by range cleanup.",
+            unit="bytes",
+        )

@@ -26,6 +26,12 @@ asks for an entry this function is deleting.
 Because a round's batch may carry an apply state built before the
 compaction, :class:`~multiraft.storage.write_batch.WriteBatch` keeps the
 larger stored ``truncated_index`` when it writes an apply state.
+
+The store's log GC (``multiraft.store.log_gc``) records the truncation
+differently: a CompactLog command raises the truncated state in the round's
+batch, atomically with its apply, so only the deletion is left to do;
+:func:`purge_log` does that, one bounded transaction per call, and never
+deletes at or above the truncated index it reads in that transaction.
 """
 
 from __future__ import annotations
@@ -44,9 +50,11 @@ from multiraft.wire.records import (
 )
 from regions.local_state import ApplyState
 
-__all__ = ["CompactResult", "CompactTask", "CompactionError", "compact_log"]
+__all__ = ["CompactResult", "CompactTask", "CompactionError", "compact_log", "purge_log"]
 
 DEFAULT_MAX_DELETES_PER_TXN = 50_000
+#: Entries :func:`purge_log` deletes per transaction by default.
+DEFAULT_PURGE_BATCH = 4096
 
 
 class CompactionError(Exception):
@@ -134,3 +142,32 @@ def compact_log(
         deleted += n
         txns += 1
     return CompactResult(rid, tindex, tterm, deleted, txns)
+
+
+def purge_log(engine: Engine, region_id: int, below: int, limit: int = DEFAULT_PURGE_BATCH) -> int:
+    """Delete up to ``limit`` of the region's log entries below ``below``, in one transaction.
+
+    Only entries at or below the truncated index *stored* in the same
+    transaction are deleted, whatever ``below`` says: the truncated state is the
+    only authority on what is unreachable, so a stale request (the region was
+    destroyed, or re-created here under a new peer with a lower truncation)
+    deletes nothing that is still needed. Blocking and thread-safe.
+
+    Returns:
+        How many entries were deleted; ``limit`` means there may be more.
+    """
+    dbs = engine.dbs
+    rkey = keys.region_key(region_id)
+
+    def purge(txn: Txn) -> int:
+        raw = txn.get(rkey, db=dbs.apply_state)
+        if raw is None:
+            return 0  # destroyed (its log went with it) or never created
+        stop = min(below, decode_apply_state(raw).truncated_index + 1)
+        if stop <= 0:
+            return 0
+        return delete_range(
+            txn, dbs.raft_log, keys.log_key(region_id, 0), keys.log_key(region_id, stop), limit
+        )
+
+    return engine.write(purge)
