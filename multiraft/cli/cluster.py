@@ -135,15 +135,34 @@ def up(
         float,
         typer.Option("--timeout", min=1, help="Seconds to wait for the cluster to take a write."),
     ] = 60.0,
+    schedule: Annotated[
+        bool | None,
+        typer.Option(
+            "--schedule/--no-schedule",
+            help="Let placement balance and repair regions by itself (kept in "
+            "<data-dir>/placement.toml; default: as before, off for a new cluster).",
+            show_default=False,
+        ),
+    ] = None,
+    max_store_down: Annotated[
+        float | None,
+        typer.Option(
+            "--max-store-down-seconds",
+            min=1,
+            help="Seconds a store may be silent before its replicas are replaced (kept in "
+            "placement.toml; a new local cluster uses 30).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
     """Start a local cluster in the background and wait until it takes writes.
 
     On a --data-dir whose cluster is down, it brings that cluster back with its data.
     """
     cluster = LocalCluster(data_dir)
-    result = cluster.up(
-        stores=stores, host=host, base_port=base_port, timeout=timeout, progress=typer.echo
-    )
+    settings = {"schedule_enabled": schedule, "max_store_down_seconds": max_store_down}
+    result = cluster.up(stores=stores, host=host, base_port=base_port, timeout=timeout,
+                        progress=typer.echo, placement_settings=settings)  # fmt: skip
     spec = result.spec
     cid = f"cluster {spec.cluster_id:#x}" if spec.cluster_id is not None else "the cluster"
     if result.already_running:

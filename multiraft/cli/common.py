@@ -29,6 +29,8 @@ import trio
 import typer
 
 from multiraft.client import Client, ClientError, ReadMode
+from multiraft.placement.client import PlacementClient
+from multiraft.placement.errors import PlacementClientError, PlacementRequestError
 from multiraft.transport.connection import parse_address
 
 __all__ = [
@@ -58,6 +60,7 @@ __all__ = [
     "parse_read_mode",
     "read_cluster_file",
     "run_with_client",
+    "run_with_placement",
     "write_cluster_file",
 ]
 
@@ -232,6 +235,29 @@ def run_with_client(
             return await fn(client)
 
     return trio.run(main)
+
+
+def run_with_placement(
+    placement: str | None,
+    data_dir: Path | str,
+    timeout: float,
+    fn: Callable[[PlacementClient], Awaitable[_T]],
+) -> _T:
+    """Find the cluster, open a :class:`~multiraft.placement.client.PlacementClient` (each
+    request's deadline ``timeout``), run ``fn`` in trio. The service's refusals and an
+    unreachable service become :class:`CliError` (the refusal's own message)."""
+    address = find_placement(placement, data_dir)
+
+    async def main() -> _T:
+        async with PlacementClient(address, timeout=timeout) as client:
+            return await fn(client)
+
+    try:
+        return trio.run(main)
+    except PlacementRequestError as e:
+        raise CliError(e.message) from None
+    except PlacementClientError as e:
+        raise CliError(str(e)) from None
 
 
 # -- keys and values -------------------------------------------------------------------------

@@ -72,6 +72,24 @@ def start(
         Path | None,
         typer.Option("--config", help="TOML file with the settings (flags override it)."),
     ] = None,
+    schedule: Annotated[
+        bool | None,
+        typer.Option(
+            "--schedule/--no-schedule",
+            help="Let the scheduling loop balance and repair regions (default: off; manual "
+            "operators and drains work either way).",
+            show_default=False,
+        ),
+    ] = None,
+    max_store_down: Annotated[
+        float | None,
+        typer.Option(
+            "--max-store-down-seconds",
+            help="Seconds without a heartbeat after which a store's replicas are replaced "
+            "(default 1800).",
+            show_default=False,
+        ),
+    ] = None,
     log_level: Annotated[
         str, typer.Option("--log-level", help="debug, info, warning or error.")
     ] = "info",
@@ -86,6 +104,8 @@ def start(
             "advertise": advertise,
             "data_dir": data_dir,
             "metrics_listen": metrics_listen,
+            "schedule_enabled": schedule,
+            "max_store_down_seconds": max_store_down,
         },
     )
 

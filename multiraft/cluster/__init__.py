@@ -6,7 +6,9 @@
 * :mod:`~multiraft.cluster.local`: :class:`LocalCluster`, which starts a placement
   service and N stores, waits until a write succeeds, and stops them;
 * :mod:`~multiraft.cluster.status`: what a local cluster's processes, placement service
-  and stores say.
+  and stores say;
+* :mod:`~multiraft.cluster.placement_settings`: the ``placement.toml`` ``cluster up``
+  writes (local-demo down time and operator timeouts, ``--schedule``).
 """
 
 from multiraft.cluster.local import (

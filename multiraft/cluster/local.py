@@ -41,15 +41,16 @@ import fcntl
 import os
 import subprocess
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Final
+from typing import Any, Final
 
 import trio
 
 from multiraft.client import Client, ClientError
 from multiraft.cluster import supervisor
+from multiraft.cluster.placement_settings import write_placement_config
 from multiraft.cluster.spec import CLUSTER_FILE, ClusterFileError, ClusterSpec, ProcessSpec
 from multiraft.cluster.status import ClusterStatus, cluster_status, store_status
 from multiraft.placement.client import PlacementClient
@@ -72,8 +73,6 @@ READY_KEY: Final = b"\x00multiraft/cluster-up"
 #: Stores ``up`` starts by default, and the most it accepts.
 DEFAULT_STORES: Final = 3
 MAX_STORES: Final = 64
-#: Replicas of the first region (fewer when the cluster has fewer stores).
-BOOTSTRAP_REPLICAS: Final = 3
 #: Log lines shown when a process fails to start, and per process when a wait times out.
 TAIL_FAILED: Final = 20
 TAIL_EACH: Final = 5
@@ -103,6 +102,11 @@ def placement_argv(spec: ClusterSpec, p: ProcessSpec) -> list[str]:
     )  # fmt: skip
 
 
+#: Region split size of a local cluster's stores (TiKV's rules applied to 1 MiB: checked from
+#: 1.5 MiB or 15k keys).
+LOCAL_REGION_SPLIT_SIZE = 1024 * 1024
+
+
 def store_argv(
     spec: ClusterSpec, p: ProcessSpec, *, fault_injection: bool = False, log_level: str = "info"
 ) -> list[str]:
@@ -111,19 +115,12 @@ def store_argv(
         "server", "start", "--store-listen", p.address, "--metrics-listen", p.metrics_address,
         "--placement", spec.placement.address, "--data-dir", str(spec.data_path(p)),
         "--log-level", log_level,
+        # Small regions, checked often: a local cluster shows splits within seconds.
+        "--region-split-size", str(LOCAL_REGION_SPLIT_SIZE), "--split-check-interval", "2",
     )  # fmt: skip
     if fault_injection:
         argv.append("--enable-fault-injection")
     return argv
-
-
-def write_placement_config(spec: ClusterSpec) -> None:
-    """``placement.toml``: bootstrap the first region on min(3, stores) stores."""
-    replicas = max(1, min(BOOTSTRAP_REPLICAS, len(spec.stores)))
-    (spec.root / "placement.toml").write_text(
-        f"# Written by `multiraft cluster up`.\n[placement]\nbootstrap_replicas = {replicas}\n",
-        encoding="utf-8",
-    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,8 +221,12 @@ class LocalCluster:
         base_port: int | None = None,
         timeout: float = 60.0,
         progress: Progress | None = None,
+        placement_settings: Mapping[str, Any] | None = None,
     ) -> UpResult:
         """Start the cluster (or what of it is not running) and wait until a write succeeds.
+
+        ``placement_settings`` (``[placement]`` keys, None values ignored) go into
+        ``placement.toml`` (:mod:`~multiraft.cluster.placement_settings`).
 
         Raises:
             ClusterError: bad arguments, a port or directory that cannot be used, a process
@@ -238,7 +239,7 @@ class LocalCluster:
             _check_host(host)
         created = not self.root.exists()
         try:
-            return self._up(stores, host, base_port, timeout, say)
+            return self._up(stores, host, base_port, timeout, say, placement_settings or {})
         except BaseException:
             if created:
                 self._remove_if_empty()
@@ -258,6 +259,7 @@ class LocalCluster:
         base_port: int | None,
         timeout: float,
         say: Progress,
+        settings: Mapping[str, Any],
     ) -> UpResult:
         if not (self.root / CLUSTER_FILE).exists():
             self._check_fresh_dir()  # before the lock file is created in it
@@ -269,6 +271,13 @@ class LocalCluster:
                 spec = self._plan_new(stores or DEFAULT_STORES, host or "127.0.0.1", base_port)
             else:
                 notes = self._plan_existing(spec, stores, host, base_port)
+            try:
+                write_placement_config(spec.root, len(spec.stores), settings)
+            except ConfigError as e:
+                raise ClusterError(str(e)) from None
+            if self.running(spec, spec.placement) and any(v is not None for v in settings.values()):
+                notes.append("the placement service is already running: the new settings apply "
+                             "when it restarts (`cluster down`, then `cluster up`)")  # fmt: skip
             for note in notes:
                 say(f"note: {note}")
             todo = [p for p in spec.processes if not self.running(spec, p)]
@@ -277,7 +286,6 @@ class LocalCluster:
             for p in spec.processes:
                 if p in todo:
                     p.pid = None
-            write_placement_config(spec)
             spec.save()
             started: list[_Started] = []
             t0 = time.monotonic()

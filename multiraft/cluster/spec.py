@@ -5,7 +5,7 @@ Layout of a local cluster's data directory::
     <data-dir>/cluster.json        this file (written atomically)
     <data-dir>/cluster.lock        held while a ``cluster`` command changes the cluster
     <data-dir>/placement/          the placement service's data
-    <data-dir>/placement.toml      its config (bootstrap_replicas for 1 or 2 stores)
+    <data-dir>/placement.toml      its config (see ``placement_settings``)
     <data-dir>/store1/ ...         each store's data
     <data-dir>/logs/<name>.log     each process's stdout and stderr, appended
 

@@ -33,12 +33,12 @@ UNHEALTHY_REGION_KINDS: Final = (
     "down_peer",  # a peer on a down store
     "pending_peer",  # a peer far behind (being caught up by snapshot)
     "no_leader",  # no leader heartbeat within the region heartbeat timeout
-    "oversized",  # larger than the split threshold and not yet split
+    "oversized",  # larger than the split threshold and not yet split (not reported yet: 0)
 )
 
-#: How an operator ended. (Types are open-ended names such as ``split``, ``move_region``,
-#: ``transfer_leader``, ``add_peer``, ``remove_peer``, ``replace_peer``, ``merge``; they are a
-#: small fixed set in the scheduler's code, never ids.)
+#: How an operator ended. (Types are the ``regions.scheduling.OperatorKind`` values:
+#: ``add-peer``, ``remove-peer``, ``move-peer``, ``transfer-leader``, ``split-region``,
+#: ``leave-joint``; a small fixed set, never ids.)
 OPERATOR_RESULTS: Final = (
     "success",
     "timeout",

@@ -4,7 +4,10 @@
   persisted through :class:`ClusterMeta` (``cluster_meta.py``, its own LMDB environment),
   ids from the windowed :class:`IdAllocator` (``id_alloc.py``), the key-ordered routing
   table :class:`~regions.region_map.RegionMap` (shared with the store), heartbeat acceptance (``heartbeats.py``) and
-  the first region (``bootstrap.py``).
+  the first region (``bootstrap.py``); scheduling, manual operators, store drains and
+  tombstones and the status reports in its :class:`~multiraft.placement.cluster_admin.ClusterAdmin`
+  mixin (``cluster_admin.py``), whose rules are pure functions in ``admin.py``, and the
+  operator controller (``scheduler.py``).
 * :class:`PlacementServer` (``service.py``): the TCP server; :func:`run_placement`
   (``main.py``): the whole process (listener, ``/metrics``, housekeeping).
 * :class:`PlacementClient` (``client.py``): the trio client stores and clients use.

@@ -65,7 +65,9 @@ from multiraft.wire.placement_messages import (
     GetOperator,
     GetRegion,
     GetRegionById,
+    GetRegionStatus,
     GetStore,
+    GetStoreStatus,
     Ids,
     ListOperators,
     ManualOperator,
@@ -82,12 +84,17 @@ from multiraft.wire.placement_messages import (
     RegionHeartbeatReply,
     RegionRoute,
     RegionRoutes,
+    RegionStatus,
     ScanRegions,
+    SetStoreState,
     StoreHeartbeat,
     StoreHeartbeatReply,
     StoreInfo,
     StoreList,
+    StoreState,
     StoreStats,
+    StoreStatus,
+    StoreStatusList,
 )
 from regions.region import Peer, Region
 
@@ -251,6 +258,44 @@ class PlacementClient:
         (``InvalidArgument``) when it cannot be built or the region is busy."""
         body = AddOperator(kind, region_id, from_store, to_store, split_key)
         return self._expect(await self.call(body), OperatorInfo)
+
+    async def region_status(self, region_id: int) -> RegionStatus | None:
+        """The region, what its last heartbeat said and its operator (None: unknown)."""
+        result = await self.call(GetRegionStatus(region_id))
+        return None if result is None else self._expect(result, RegionStatus)
+
+    # -- store states --------------------------------------------------------------------------
+
+    async def set_store_state(self, store_id: int, state: StoreState) -> StoreInfo:
+        """Set a store's state; the store's record after. ``Offline`` drains it (it becomes
+        ``Tombstone`` by itself once empty), ``Up`` cancels a drain. Raises
+        :class:`PlacementRequestError`: ``StoreNotFound``, ``StoreTombstoned``, or
+        ``InvalidArgument`` (a drain that would leave too few stores up)."""
+        return self._expect(await self.call(SetStoreState(store_id, state)), StoreInfo)
+
+    async def drain_store(self, store_id: int) -> StoreInfo:
+        """Move every replica off the store, then retire it (``set_store_state(Offline)``)."""
+        return await self.set_store_state(store_id, StoreState.Offline)
+
+    async def cancel_drain(self, store_id: int) -> StoreInfo:
+        """Stop draining the store (``set_store_state(Up)``)."""
+        return await self.set_store_state(store_id, StoreState.Up)
+
+    async def store_status(self, store_id: int) -> StoreStatus:
+        """What the service knows of one store. Raises :class:`PlacementRequestError`
+        (``StoreNotFound``) for an unknown store."""
+        if store_id == 0:
+            raise ValueError("store id 0 is not a store")
+        result = self._expect(await self.call(GetStoreStatus(store_id)), StoreStatusList)
+        if len(result.statuses) != 1:
+            raise PlacementClientError(
+                f"the placement service answered {len(result.statuses)} store statuses, not 1"
+            )
+        return result.statuses[0]
+
+    async def store_statuses(self) -> list[StoreStatus]:
+        """Every store's status, by id."""
+        return self._expect(await self.call(GetStoreStatus(0)), StoreStatusList).statuses
 
     # -- machinery ---------------------------------------------------------------------------
 

@@ -20,6 +20,9 @@ Ids come from the windowed :class:`~multiraft.placement.id_alloc.IdAllocator`,
 whose high-water mark is persisted the same way. Bootstrap is described in
 :mod:`multiraft.placement.bootstrap`.
 
+Scheduling, operators and store states (drain, tombstone) are the
+:class:`~multiraft.placement.cluster_admin.ClusterAdmin` mixin's, in ``cluster_admin.py``.
+
 Time is ``trio.current_time()`` (so tests may use ``MockClock``).
 """
 
@@ -34,6 +37,8 @@ import trio
 
 from multiraft.metrics.placement import STORE_STATES, PlacementMetrics
 from multiraft.placement import bootstrap
+from multiraft.placement.admin import operator_info
+from multiraft.placement.cluster_admin import ClusterAdmin
 from multiraft.placement.cluster_meta import BootstrapPending, ClusterMeta, MetaWrite
 from multiraft.placement.errors import PlacementFailure
 from multiraft.placement.heartbeats import (
@@ -56,12 +61,12 @@ from multiraft.wire.placement_messages import (
     GetOperator,
     GetRegion,
     GetRegionById,
+    GetRegionStatus,
     GetStore,
+    GetStoreStatus,
     Ids,
     ListOperators,
-    ManualOperator,
     Ok,
-    OperatorInfo,
     OperatorList,
     PlacementBody,
     PlacementErrorCode,
@@ -72,29 +77,18 @@ from multiraft.wire.placement_messages import (
     RegionRoute,
     RegionRoutes,
     ScanRegions,
+    SetStoreState,
     StoreHeartbeat,
     StoreHeartbeatReply,
     StoreInfo,
     StoreList,
     StoreState,
     StoreStats,
+    StoreStatusList,
 )
 from regions.region import Region
 from regions.region_map import RegionMap
-from regions.scheduling import (
-    ClusterSnapshot,
-    Operator,
-    OperatorError,
-    RegionView,
-    Step,
-    StoreView,
-    make_move_peer,
-    make_split_region,
-    make_transfer_leader,
-)
-from regions.scheduling import (
-    StoreState as ScheduleStoreState,
-)
+from regions.scheduling import Step
 
 __all__ = ["Cluster", "ClusterStatistics", "operator_info"]
 
@@ -102,8 +96,6 @@ log = logging.getLogger(__name__)
 
 #: Most regions one ScanRegions answer carries (limit 0 or larger asks for this many).
 MAX_SCAN_REGIONS = 10_000
-#: Ids kept ready for the scheduling pass (which allocates synchronously).
-_ID_POOL = 128
 _Code = PlacementErrorCode
 
 
@@ -120,7 +112,7 @@ class ClusterStatistics:
     id_high_water: int
 
 
-class Cluster:
+class Cluster(ClusterAdmin):
     """The cluster as the placement service knows it. Build with :meth:`open`.
 
     Every request method raises :class:`PlacementFailure` for an answer that is an
@@ -168,6 +160,7 @@ class Cluster:
         self._closed = False
         self.operators = OperatorController(scheduler, metrics=metrics)
         self._id_pool: list[int] = []
+        self._newest_id = 0
         self.refresh_metrics()
 
     @classmethod
@@ -253,6 +246,12 @@ class Cluster:
                 return self.cancel_operator(region_id)
             case AddOperator():
                 return await self.add_operator(body)
+            case SetStoreState(store_id, state):
+                return await self.set_store_state(store_id, state)
+            case GetStoreStatus(store_id):
+                return StoreStatusList(self.store_statuses(store_id))
+            case GetRegionStatus(region_id):
+                return self.region_status(region_id)
         raise PlacementFailure(_Code.InvalidArgument, f"unknown request {type(body).__name__}")
 
     # -- cluster and ids ---------------------------------------------------------------------
@@ -261,6 +260,15 @@ class Cluster:
         return ClusterInfo(self.cluster_id, self._bootstrapped)
 
     async def alloc_ids(self, count: int) -> Ids:
+        first = await self._reserve_ids(count)
+        # Peer ids only grow (TiKV's rule: a store tells a removed peer's late messages from
+        # a new peer's by it): ids reserved earlier for the scheduling pass are now older
+        # than these, so they are dropped, and a refill older than these is refused.
+        self._newest_id = max(self._newest_id, first + count - 1)
+        self._id_pool.clear()
+        return Ids(first, count)
+
+    async def _reserve_ids(self, count: int) -> int:
         if not 1 <= count <= MAX_ALLOC:
             raise PlacementFailure(
                 _Code.InvalidArgument, f"can allocate 1 to {MAX_ALLOC} ids at once, not {count}"
@@ -268,7 +276,7 @@ class Cluster:
         first = await self._ids.alloc(count)
         if self._metrics is not None:
             self._metrics.id_allocations.inc(count)
-        return Ids(first, count)
+        return first
 
     async def _persist_high_water(self, mark: int) -> None:
         await self._commit(MetaWrite(id_high_water=mark))
@@ -302,6 +310,10 @@ class Cluster:
                         _Code.InvalidArgument,
                         f"address {info.address} is already used by store {o.id}",
                     )
+            # The state is the service's (SetStoreState): a restarting store that
+            # re-registers as Up must not cancel its drain.
+            state = StoreState.Up if current is None else current.info.state
+            info = StoreInfo(info.id, info.address, info.metrics_address, state, info.version)
             if current is None or current.info != info:
                 await self._commit(MetaWrite(stores=[info]))
                 if current is None:
@@ -345,9 +357,24 @@ class Cluster:
             async with self._lock:
                 await self._maybe_bootstrap()
             self.refresh_metrics()
+        if store.info.state == StoreState.Offline:
+            async with self._lock:
+                await self._maybe_tombstone()
         pending = self._pending
         region = self._routes.get(pending.region_id) if pending is not None else None
-        return StoreHeartbeatReply(bootstrap.bootstrap_regions_for(pending, stats.store_id, region))
+        return StoreHeartbeatReply(
+            bootstrap.bootstrap_regions_for(pending, stats.store_id, region),
+            self._operator_regions_led_by(stats.store_id),
+        )
+
+    def _operator_regions_led_by(self, store_id: int) -> list[int]:
+        """Regions with a running operator whose last reported leader is on ``store_id``."""
+        out = []
+        for op in self.operators.running():
+            rt = self._region_runtime.get(op.region_id)
+            if rt is not None and rt.leader is not None and rt.leader.store_id == store_id:
+                out.append(op.region_id)
+        return out
 
     # -- bootstrap ---------------------------------------------------------------------------
 
@@ -389,6 +416,11 @@ class Cluster:
         """Accept a region leader's report, or raise ``StaleEpoch``; the region's operator
         step to send back (None: nothing to do)."""
         self._require_bootstrapped()
+        reporter = self._stores.get(hb.leader.store_id)
+        if reporter is not None and reporter.info.state == StoreState.Tombstone:
+            raise PlacementFailure(
+                _Code.StoreTombstoned, f"store {hb.leader.store_id} was removed (tombstone)"
+            )
         async with self._lock:
             try:
                 update = check_region_heartbeat(self._routes, self._region_runtime, hb)
@@ -424,7 +456,9 @@ class Cluster:
                 hb.approximate_keys,
                 self._clock(),
             )
-            step = self.operators.on_region_heartbeat(update.region, hb.leader, self._clock())
+            step = self.operators.on_region_heartbeat(
+                update.region, hb.leader, self._clock(), [p.id for p in hb.pending_peers]
+            )
         self._region_heartbeats += 1
         if self._metrics is not None:
             self._metrics.heartbeats.labels("region").inc()
@@ -458,108 +492,6 @@ class Cluster:
         """What the last accepted heartbeat of a region said (None: none since startup)."""
         return self._region_runtime.get(region_id)
 
-    # -- scheduling ----------------------------------------------------------------------------
-
-    def snapshot(self) -> ClusterSnapshot:
-        """Stores and regions as the heartbeats describe them now (for the schedulers)."""
-        now = self._clock()
-        down = self.operators.config.max_store_down_seconds
-        stores = [
-            StoreView(
-                sid,
-                ScheduleStoreState(store_liveness(s, now, down_after=down)),
-                silent_seconds=max(now - s.last_heartbeat, 0.0),
-            )
-            for sid, s in self._stores.items()
-        ]
-        views = []
-        for region in self._routes.scan(b"", b"", len(self._routes) + 1):
-            rt = self._region_runtime.get(region.id)
-            if rt is None:
-                views.append(RegionView(region))
-                continue
-            views.append(
-                RegionView(
-                    region,
-                    rt.leader,
-                    rt.approximate_size,
-                    rt.approximate_keys,
-                    {d.peer.id: float(d.down_seconds) for d in rt.down_peers},
-                    frozenset(p.id for p in rt.pending_peers),
-                )
-            )
-        return ClusterSnapshot(stores, views)
-
-    async def schedule_tick(self) -> list[Operator]:
-        """One scheduling pass: time out operators, create new ones; the new ones."""
-        if not self._bootstrapped:
-            return []
-        if len(self._id_pool) < _ID_POOL:
-            ids = await self.alloc_ids(_ID_POOL - len(self._id_pool))
-            self._id_pool.extend(ids.range())
-        async with self._lock:
-            pool = self._id_pool
-
-            def alloc_id() -> int:
-                if not pool:
-                    raise OperatorError("the scheduling pass ran out of ids")
-                return pool.pop(0)
-
-            try:
-                return self.operators.tick(self.snapshot(), self._clock(), alloc_id)
-            except OperatorError as e:
-                log.warning("scheduling pass stopped: %s", e)
-                return []
-
-    def list_operators(self) -> list[OperatorInfo]:
-        """Running operators by region, then finished ones, newest first."""
-        running = [operator_info(op) for op in self.operators.running()]
-        done = [operator_info(f.operator) for f in reversed(self.operators.history())]
-        return running + done
-
-    def cancel_operator(self, region_id: int) -> OperatorInfo:
-        op = self.operators.cancel(region_id, self._clock())
-        if op is None:
-            raise PlacementFailure(
-                _Code.RegionNotFound, f"region {region_id} has no running operator"
-            )
-        return operator_info(op)
-
-    async def add_operator(self, req: AddOperator) -> OperatorInfo:
-        """Start a manual operator (transfer-leader, move-peer, split-region)."""
-        self._require_bootstrapped()
-        new_peer = 0
-        if req.kind == ManualOperator.MovePeer:
-            new_peer = (await self.alloc_ids(1)).first
-        async with self._lock:
-            region = self._routes.get(req.region_id)
-            if region is None:
-                raise PlacementFailure(_Code.RegionNotFound, f"region {req.region_id} not found")
-            rt = self._region_runtime.get(region.id)
-            leader = rt.leader.store_id if rt is not None and rt.leader is not None else None
-            size = rt.approximate_size if rt is not None else 0
-            now = self._clock()
-            timeouts = self.operators.config.timeouts
-            try:
-                if req.kind == ManualOperator.TransferLeader:
-                    op = make_transfer_leader(region, leader, req.to_store, now=now,
-                                              desc="admin", region_size=size, timeouts=timeouts)  # fmt: skip
-                elif req.kind == ManualOperator.MovePeer:
-                    if req.to_store not in self._stores:
-                        raise OperatorError(f"store {req.to_store} is not registered")
-                    op = make_move_peer(region, leader, req.from_store, req.to_store, new_peer,
-                                        now=now, desc="admin", region_size=size,
-                                        use_joint=self.operators.config.use_joint,
-                                        timeouts=timeouts)  # fmt: skip
-                else:
-                    keys = [req.split_key] if req.split_key else []
-                    op = make_split_region(region, keys, now=now, desc="admin",
-                                           region_size=size, timeouts=timeouts)  # fmt: skip
-                self.operators.add(op, now)
-            except OperatorError as e:
-                raise PlacementFailure(_Code.InvalidArgument, str(e)) from None
-            return operator_info(op)
-
     # -- persistence, metrics, statistics ----------------------------------------------------
 
     async def _commit(self, w: MetaWrite) -> None:
@@ -580,7 +512,7 @@ class Cluster:
         now = self._clock()
         counts = dict.fromkeys(STORE_STATES, 0)
         for s in self._stores.values():
-            counts[store_liveness(s, now)] += 1
+            counts[store_liveness(s, now, down_after=self._down_after)] += 1
         for state, n in counts.items():
             m.stores.labels(state).set(n)
         m.regions.set(len(self._routes))
@@ -599,16 +531,3 @@ class Cluster:
             id_high_water=self._ids.high_water,
         )
 
-
-def operator_info(op: Operator) -> OperatorInfo:
-    """The wire record of an operator."""
-    return OperatorInfo(
-        region_id=op.region_id,
-        kind=str(op.kind),
-        desc=op.desc,
-        status=str(op.status),
-        step_index=op.step_index,
-        steps=list(op.steps),
-        created_at=float(op.created_at),
-        finished_at=None if op.finished_at is None else float(op.finished_at),
-    )

@@ -70,6 +70,9 @@ class StoreRuntime:
     last_heartbeat: float
     stats: StoreStats | None = None
     heartbeats: int = 0
+    #: Offline stores: ``heartbeats`` when the service first saw no replica and no
+    #: operator on it (only a later report of 0 regions counts; see ``placement.admin``).
+    empty_seen_at: int | None = None
 
 
 def store_liveness(

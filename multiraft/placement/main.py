@@ -28,8 +28,9 @@ from multiraft.placement.cluster import Cluster
 from multiraft.placement.scheduler import SchedulerConfig
 from multiraft.placement.service import PlacementServer, PlacementServerLimits
 from multiraft.settings import PlacementConfig, format_address, parse_address
+from regions.scheduling import OperatorTimeouts
 
-__all__ = ["ListenError", "PlacementEndpoints", "run_placement"]
+__all__ = ["ListenError", "PlacementEndpoints", "run_placement", "scheduler_config"]
 
 log = logging.getLogger(__name__)
 
@@ -67,6 +68,20 @@ async def _open_listeners(address: str, what: str) -> list[trio.SocketListener]:
         raise ListenError(e.errno or 0, f"cannot listen on {address} ({what}): {reason}") from e
 
 
+def scheduler_config(config: PlacementConfig) -> SchedulerConfig:
+    """The scheduling loop's settings from the service's."""
+    return SchedulerConfig(
+        enabled=config.schedule_enabled,
+        max_replicas=config.bootstrap_replicas,
+        store_limit=config.schedule_store_limit,
+        max_store_down_seconds=config.max_store_down_seconds,
+        timeouts=OperatorTimeouts(
+            fast_step=config.operator_step_seconds,
+            slow_step=config.operator_snapshot_step_seconds,
+        ),
+    )
+
+
 async def run_placement(
     config: PlacementConfig,
     *,
@@ -92,12 +107,7 @@ async def run_placement(
         config.data_dir,
         bootstrap_replicas=config.bootstrap_replicas,
         metrics=metrics.placement,
-        scheduler=SchedulerConfig(
-            enabled=config.schedule_enabled,
-            max_replicas=config.bootstrap_replicas,
-            store_limit=config.schedule_store_limit,
-            max_store_down_seconds=config.max_store_down_seconds,
-        ),
+        scheduler=scheduler_config(config),
     )
     listeners: list[trio.SocketListener] = []
     try:

@@ -10,6 +10,9 @@ with a simulated cluster.
   out running operators, then asks the replica checker, balance-leader and
   balance-region (:mod:`regions.scheduling`) for new operators against a
   :class:`~regions.scheduling.cluster.ClusterSnapshot` built from heartbeats.
+  With scheduling disabled it still runs the replica checker on the regions that
+  have a replica on an ``offline`` store: a drain is an explicit request, like a
+  manual operator.
 * :meth:`OperatorController.on_region_heartbeat`: advances the region's operator
   with ``Operator.check(region, leader, now)`` and returns the step to send back
   in the heartbeat reply (None: nothing to do).
@@ -26,7 +29,7 @@ that still receives it refuses it with EpochNotMatch.
 from __future__ import annotations
 
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Collection, Iterable
 from dataclasses import dataclass, field
 
 from multiraft.metrics.placement import PlacementMetrics
@@ -39,9 +42,12 @@ from regions.scheduling import (
     OperatorStatus,
     OperatorTimeouts,
     ReplicaConfig,
+    SchedulePass,
     Step,
+    StoreState,
     balance_leaders,
     balance_regions,
+    check_region,
     check_replicas,
 )
 
@@ -170,12 +176,17 @@ class OperatorController:
         self._finish(op, now)
         return op
 
-    def on_region_heartbeat(self, region: Region, leader: Peer | None, now: float) -> Step | None:
-        """Advance the region's operator on a heartbeat; the step to send back, or None."""
+    def on_region_heartbeat(
+        self, region: Region, leader: Peer | None, now: float, pending: Collection[int] = ()
+    ) -> Step | None:
+        """Advance the region's operator on a heartbeat; the step to send back, or None.
+
+        ``pending``: ids of the peers the leader reports as catching up (see Operator.check).
+        """
         op = self._running.get(region.id)
         if op is None:
             return None
-        step = op.check(region, leader, now)
+        step = op.check(region, leader, now, pending)
         if op.is_finished:
             self._finish(op, now)
             return None
@@ -190,8 +201,6 @@ class OperatorController:
                 self._finish(op, now)
         for rid in [r for r in self._running if r not in snapshot.regions]:
             self.cancel(rid, now)  # the region left the routing table (merged or replaced)
-        if not self.config.enabled:
-            return []
         made: list[Operator] = []
         cfg = self.config
         replica = ReplicaConfig(
@@ -202,6 +211,9 @@ class OperatorController:
             use_joint=cfg.use_joint,
             timeouts=cfg.timeouts,
         )
+        if not cfg.enabled:
+            self._start_all(self._drain(snapshot, now, alloc_id, replica), now, made)
+            return made
         balance = BalanceConfig(
             max_operators=cfg.max_operators_per_tick,
             store_limit=cfg.store_limit,
@@ -226,6 +238,29 @@ class OperatorController:
             made,
         )
         return made
+
+    def _drain(
+        self,
+        snapshot: ClusterSnapshot,
+        now: float,
+        alloc_id: Callable[[], int],
+        config: ReplicaConfig,
+    ) -> list[Operator]:
+        """The replica checker's operators for regions with a replica on an offline store
+        (as :func:`~regions.scheduling.check_replicas`, restricted to those regions)."""
+        draining = {s.id for s in snapshot.stores.values() if s.state == StoreState.OFFLINE}
+        if not draining:
+            return []
+        sp = SchedulePass(snapshot, self.running(), config.store_limit)
+        for rv in snapshot.regions.values():
+            if len(sp.made) >= config.max_operators:
+                break
+            if rv.id in sp.busy or not rv.store_ids() & draining:
+                continue
+            op = check_region(snapshot, rv, now=now, alloc_id=alloc_id, config=config, sp=sp)
+            if op is not None and sp.has_room(op.store_ids()):
+                sp.add(op)
+        return sp.made
 
     def _start_all(self, ops: Iterable[Operator], now: float, made: list[Operator]) -> None:
         for op in ops:

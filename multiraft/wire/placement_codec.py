@@ -28,12 +28,20 @@ applying_snap_count`` (u), ``is_busy ?, uptime_seconds u``;
     10 ScanRegions [start_key b, end_key b, limit u]
     11 ListOperators []   12 GetOperator [region_id u]   13 CancelOperator [region_id u]
     14 AddOperator [kind u, region_id u, from_store u, to_store u, split_key b]
+    15 SetStoreState [store_id u, state u]   16 GetStoreStatus [store_id u]
+    17 GetRegionStatus [region_id u]
   PLACEMENT_RESPONSE [request_id u, tag, fields...]
     1 ClusterInfo [cluster_id u, bootstrapped ?]   2 Ids [first u, count u]   3 Ok []
     4 StoreInfo [STORE]   5 StoreList [[STORE]*]   6 StoreHeartbeatReply [REGION*]
     7 RegionHeartbeatReply [STEP?]   8 RegionRoute [REGION, PEER?]   9 no route (None) []
     10 RegionRoutes [ROUTE*]   11 OperatorInfo [OPERATOR]   12 OperatorList [OPERATOR*]
-    16 PlacementError [code u, message s]
+    13 StoreStatusList [STATUS*]   16 PlacementError [code u, message s]
+    14 RegionStatus [ROUTE, [(PEER, down_seconds u)*], [PEER*], approximate_size u,
+                     approximate_keys u, [heartbeat_age f]?, [OPERATOR]?]
+
+``STATUS`` = one nested array ``[[STORE], liveness s, [heartbeat_age f]?, [STATS]?,
+region_count u, leader_count u, region_size u, region_score f, leader_score f]``, where
+``[x]?`` is an array holding the value or empty (None).
 
 A stored store record (the placement service's LMDB) is ``[STORE]``, read back by
 :func:`decode_store_info`.
@@ -45,7 +53,7 @@ subclasses.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any, assert_never
 
 from multiraft.wire import _cbor as c
@@ -62,7 +70,9 @@ from multiraft.wire.placement_messages import (
     GetOperator,
     GetRegion,
     GetRegionById,
+    GetRegionStatus,
     GetStore,
+    GetStoreStatus,
     Ids,
     ListOperators,
     ManualOperator,
@@ -80,13 +90,17 @@ from multiraft.wire.placement_messages import (
     RegionHeartbeatReply,
     RegionRoute,
     RegionRoutes,
+    RegionStatus,
     ScanRegions,
+    SetStoreState,
     StoreHeartbeat,
     StoreHeartbeatReply,
     StoreInfo,
     StoreList,
     StoreState,
     StoreStats,
+    StoreStatus,
+    StoreStatusList,
 )
 from regions.region import Peer
 from regions.scheduling.steps import (
@@ -216,7 +230,7 @@ def _route_from(f: list[Any], w: str) -> RegionRoute:
 # -- operator steps and operators ----------------------------------------------------------------
 
 
-def _peer_list(ps: tuple[Peer, ...]) -> list[Any]:
+def _peer_list(ps: Iterable[Peer]) -> list[Any]:
     return [x for p in ps for x in _peer_fields(p)]
 
 
@@ -301,6 +315,12 @@ def _operator_from(v: object, w: str) -> OperatorInfo:
     )  # fmt: skip
 
 
+def _store_heartbeat_reply(f: list[Any], w: str) -> StoreHeartbeatReply:
+    regions, ids = _want(f, 2, w, "StoreHeartbeatReply")
+    return StoreHeartbeatReply([c.region_from(r, w) for r in c.array(regions, w, "regions")],
+                               c.u64_list(ids, w, "operator_regions"))  # fmt: skip
+
+
 def _heartbeat_reply(f: list[Any], w: str) -> RegionHeartbeatReply:
     if len(f) > 1:
         raise SchemaError(w, f"RegionHeartbeatReply takes 0 or 1 fields, got {len(f)}")
@@ -349,10 +369,8 @@ def _body_fields(b: PlacementBody) -> Fields:
         case StoreHeartbeat(stats):
             return (6, *_stats_fields(stats))
         case RegionHeartbeat(region, leader, term, down, pending, size, keys):
-            down_flat = [x for d in down for x in (*_peer_fields(d.peer), d.down_seconds)]
-            pending_flat = [x for p in pending for x in _peer_fields(p)]
             return (7, c.region_array(region), *_peer_fields(leader), term, size, keys,
-                    down_flat, pending_flat)  # fmt: skip
+                    _down_flat(down), _peer_list(pending))  # fmt: skip
         case GetRegion(key):
             return (8, key)
         case GetRegionById(region_id):
@@ -367,8 +385,18 @@ def _body_fields(b: PlacementBody) -> Fields:
             return (13, region_id)
         case AddOperator(kind, region_id, from_store, to_store, split_key):
             return (14, kind, region_id, from_store, to_store, split_key)
+        case SetStoreState(store_id, state):
+            return (15, store_id, state)
+        case GetStoreStatus(store_id):
+            return (16, store_id)
+        case GetRegionStatus(region_id):
+            return (17, region_id)
         case _:
             assert_never(b)
+
+
+def _down_flat(down: list[DownPeer]) -> list[Any]:
+    return [x for d in down for x in (*_peer_fields(d.peer), d.down_seconds)]
 
 
 def _down_peers(v: object, w: str) -> list[DownPeer]:
@@ -409,6 +437,12 @@ _BODIES: dict[int, Decoder] = {
     12: lambda f, w: GetOperator(c.u64(_want(f, 1, w, "GetOperator")[0], w, "region_id")),
     13: lambda f, w: CancelOperator(c.u64(_want(f, 1, w, "CancelOperator")[0], w, "region_id")),
     14: _add_operator,
+    15: lambda f, w: SetStoreState(
+        c.u64(_want(f, 2, w, "SetStoreState")[0], w, "store_id"),
+        c.enum_member(_STORE_STATES, f[1], w, "state"),
+    ),
+    16: lambda f, w: GetStoreStatus(c.u64(_want(f, 1, w, "GetStoreStatus")[0], w, "store_id")),
+    17: lambda f, w: GetRegionStatus(c.u64(_want(f, 1, w, "GetRegionStatus")[0], w, "region_id")),
 }
 
 
@@ -441,8 +475,8 @@ def _result_fields(r: PlacementResult | PlacementError) -> Fields:
             return (4, *_store_fields(r))
         case StoreList(stores):
             return (5, *(list(_store_fields(s)) for s in stores))
-        case StoreHeartbeatReply(regions):
-            return (6, *(c.region_array(x) for x in regions))
+        case StoreHeartbeatReply(regions, operator_regions):
+            return (6, [c.region_array(x) for x in regions], list(operator_regions))
         case RegionHeartbeatReply(step):
             return (7,) if step is None else (7, _step_array(step))
         case RegionRoute():
@@ -455,10 +489,61 @@ def _result_fields(r: PlacementResult | PlacementError) -> Fields:
             return (11, _operator_array(r))
         case OperatorList(ops):
             return (12, *(_operator_array(o) for o in ops))
+        case StoreStatusList(statuses):
+            return (13, *(_store_status_array(x) for x in statuses))
+        case RegionStatus():
+            return (14, *_region_status_fields(r))
         case PlacementError(code, message):
             return (_TAG_ERROR, code, message)
         case _:
             assert_never(r)
+
+
+def _optional(v: object | None, encode: Callable[[Any], Any] = lambda x: x) -> list[Any]:
+    return [] if v is None else [encode(v)]
+
+
+def _take_optional(v: object, w: str, field: str, decode: Callable[[Any], Any]) -> Any:
+    a = c.array(v, w, field)
+    if len(a) > 1:
+        raise SchemaError(w, f"{field} holds 0 or 1 items, got {len(a)}")
+    return decode(a[0]) if a else None
+
+
+def _store_status_array(x: StoreStatus) -> list[Any]:
+    return [list(_store_fields(x.info)), x.liveness, _optional(x.heartbeat_age, float),
+            _optional(x.stats, lambda s: list(_stats_fields(s))), x.region_count,
+            x.leader_count, x.region_size, float(x.region_score), float(x.leader_score)]  # fmt: skip
+
+
+def _store_status_from(v: object, w: str) -> StoreStatus:
+    a = c.exact_len(c.array(v, w, "store status"), 9, w)
+    return StoreStatus(
+        _store_from(c.exact_len(c.array(a[0], w, "store"), _STORE_N, w), 0, w),
+        c.text(a[1], w, "liveness"),
+        _take_optional(a[2], w, "heartbeat_age", lambda x: _finite(x, w, "heartbeat_age")),
+        _take_optional(a[3], w, "stats", lambda x: _stats_from(c.array(x, w, "stats"), w)),
+        c.u64(a[4], w, "region_count"), c.u64(a[5], w, "leader_count"),
+        c.u64(a[6], w, "region_size"), _finite(a[7], w, "region_score"),
+        _finite(a[8], w, "leader_score"),
+    )  # fmt: skip
+
+
+def _region_status_fields(r: RegionStatus) -> Fields:
+    return (_route_array(r.route), _down_flat(r.down_peers), _peer_list(r.pending_peers),
+            r.approximate_size, r.approximate_keys, _optional(r.heartbeat_age, float),
+            _optional(r.operator, _operator_array))  # fmt: skip
+
+
+def _region_status(f: list[Any], w: str) -> RegionStatus:
+    _want(f, 7, w, "RegionStatus")
+    return RegionStatus(
+        _route_from(c.array(f[0], w, "route"), w), _down_peers(f[1], w),
+        _peers_flat(f[2], w, "pending_peers"), c.u64(f[3], w, "approximate_size"),
+        c.u64(f[4], w, "approximate_keys"),
+        _take_optional(f[5], w, "heartbeat_age", lambda x: _finite(x, w, "heartbeat_age")),
+        _take_optional(f[6], w, "operator", lambda x: _operator_from(x, w)),
+    )  # fmt: skip
 
 
 def _store_list(f: list[Any], w: str) -> StoreList:
@@ -479,13 +564,15 @@ _RESULTS: dict[int, Decoder] = {
     3: _no_fields(Ok, "Ok"),
     4: lambda f, w: _store_from(_want(f, _STORE_N, w, "StoreInfo"), 0, w),
     5: _store_list,
-    6: lambda f, w: StoreHeartbeatReply([c.region_from(r, w) for r in f]),
+    6: _store_heartbeat_reply,
     7: _heartbeat_reply,
     8: _route_from,
     9: _no_fields(lambda: None, "no route"),
     10: lambda f, w: RegionRoutes([_route_from(c.array(r, w, "route"), w) for r in f]),
     11: lambda f, w: _operator_from(_want(f, 1, w, "OperatorInfo")[0], w),
     12: lambda f, w: OperatorList([_operator_from(o, w) for o in f]),
+    13: lambda f, w: StoreStatusList([_store_status_from(x, w) for x in f]),
+    14: _region_status,
     _TAG_ERROR: _placement_error,
 }  # fmt: skip
 

@@ -24,6 +24,10 @@ Request bodies and the result each one gets (or a :class:`PlacementError`):
 :class:`GetOperator`      :class:`OperatorInfo` or ``None`` (no operator known)
 :class:`CancelOperator`   :class:`OperatorInfo` (``RegionNotFound`` if none is running)
 :class:`AddOperator`      :class:`OperatorInfo` (``InvalidArgument`` if it cannot be built)
+:class:`SetStoreState`    :class:`StoreInfo` (the store as updated; ``InvalidArgument`` when
+                          the change is refused, ``StoreTombstoned`` for a removed store)
+:class:`GetStoreStatus`   :class:`StoreStatusList` (one store, or all with id 0)
+:class:`GetRegionStatus`  :class:`RegionStatus` or ``None`` (no such region)
 ========================  ============================================================
 
 Invariants a decoder guarantees (and an encoder assumes): ids, counts, sizes and
@@ -112,7 +116,9 @@ class AllocIds:
 
 @dataclass(frozen=True, slots=True)
 class PutStore:
-    """Register a store, or update its addresses, state or version."""
+    """Register a store, or update its addresses or version. The ``state`` sent is ignored:
+    a new store is ``Up`` and a known one keeps its state (only :class:`SetStoreState`
+    changes it, so a restarting store cannot undo a drain)."""
 
     store: StoreInfo
 
@@ -207,6 +213,33 @@ class AddOperator:
     split_key: bytes = b""
 
 
+@dataclass(frozen=True, slots=True)
+class SetStoreState:
+    """Change a store's administrative state (PD ``store delete`` / ``cancel-delete``).
+
+    ``Offline`` drains the store: its replicas move elsewhere, then it becomes
+    ``Tombstone`` by itself. ``Up`` on an offline store cancels the drain.
+    ``Tombstone`` directly only for a store that holds no replica.
+    """
+
+    store_id: int
+    state: StoreState
+
+
+@dataclass(frozen=True, slots=True)
+class GetStoreStatus:
+    """What the service knows of a store (0: of every store, by id)."""
+
+    store_id: int = 0
+
+
+@dataclass(frozen=True, slots=True)
+class GetRegionStatus:
+    """A region with what its last heartbeat said and its operator."""
+
+    region_id: int
+
+
 PlacementBody = (
     GetClusterInfo
     | AllocIds
@@ -222,6 +255,9 @@ PlacementBody = (
     | GetOperator
     | CancelOperator
     | AddOperator
+    | SetStoreState
+    | GetStoreStatus
+    | GetRegionStatus
 )
 
 
@@ -267,6 +303,10 @@ class StoreHeartbeatReply:
     region's state ignores it); sent until the store's peer is seen in a region heartbeat."""
 
     bootstrap_regions: list[Region] = field(default_factory=list)
+    #: Regions with a running operator whose last reported leader is on this store: the
+    #: store heartbeats them at once, so a new operator's first step does not wait for the
+    #: region heartbeat interval (PD pushes it on its heartbeat stream instead).
+    operator_regions: list[int] = field(default_factory=list)
 
 
 @dataclass(frozen=True, slots=True)
@@ -313,6 +353,46 @@ class RegionRoutes:
     routes: list[RegionRoute]
 
 
+@dataclass(frozen=True, slots=True)
+class StoreStatus:
+    """A store as the placement service sees it (``multiraft store show``).
+
+    ``liveness`` is ``up``, ``disconnected``, ``down``, ``offline`` or ``tombstone``;
+    ``heartbeat_age`` the seconds since its last store heartbeat (None: none since the
+    service started); ``stats`` its last report. The counts, size and scores are computed
+    from the routing table (every peer counts, learners included), as the schedulers see them.
+    """
+
+    info: StoreInfo
+    liveness: str
+    heartbeat_age: float | None
+    stats: StoreStats | None
+    region_count: int
+    leader_count: int
+    region_size: int
+    region_score: float
+    leader_score: float
+
+
+@dataclass(frozen=True, slots=True)
+class StoreStatusList:
+    statuses: list[StoreStatus]
+
+
+@dataclass(frozen=True, slots=True)
+class RegionStatus:
+    """A region, what its last accepted heartbeat said (``heartbeat_age`` None: none since
+    the service started), and its running operator, else its latest finished one."""
+
+    route: RegionRoute
+    down_peers: list[DownPeer] = field(default_factory=list)
+    pending_peers: list[Peer] = field(default_factory=list)
+    approximate_size: int = 0
+    approximate_keys: int = 0
+    heartbeat_age: float | None = None
+    operator: OperatorInfo | None = None
+
+
 class PlacementErrorCode(IntEnum):
     NotBootstrapped = 1  # no region exists yet: register stores and wait
     StoreNotFound = 2
@@ -343,6 +423,8 @@ PlacementResult = (
     | RegionRoutes
     | OperatorInfo
     | OperatorList
+    | StoreStatusList
+    | RegionStatus
     | None
 )
 

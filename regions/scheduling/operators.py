@@ -43,7 +43,7 @@ leadership first.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -175,12 +175,21 @@ class Operator:
         self.status = status
         self.finished_at = now
 
-    def check(self, region: Region, leader: Peer | None, now: float | None = None) -> Step | None:
+    def check(
+        self,
+        region: Region,
+        leader: Peer | None,
+        now: float | None = None,
+        pending: Collection[int] = (),
+    ) -> Step | None:
         """Observe ``region`` and its ``leader``; advance; return the step to send, or None.
 
         Idempotent for the same observation. With ``now``, a running operator
         past its deadline becomes a timeout (after the observation, so a report
-        that shows the last step done still makes a success).
+        that shows the last step done still makes a success). ``pending`` are the
+        ids of peers the leader reports as still catching up: an added learner
+        among them keeps its AddLearner step unfinished (PD waits for the snapshot
+        before promoting it), and nothing is sent meanwhile.
 
         Raises:
             ValueError: ``region`` is another region.
@@ -194,6 +203,8 @@ class Operator:
             if is_stale(region.epoch, step.epoch):
                 break  # an old report: no news
             if step.is_finished(region, leader):
+                if isinstance(step, AddLearner) and step.peer.id in pending:
+                    return None  # added, still being caught up by its snapshot
                 self.step_index += 1
                 continue
             if region.epoch != step.epoch:

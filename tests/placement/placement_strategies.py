@@ -17,7 +17,9 @@ from multiraft.wire.placement_messages import (
     GetOperator,
     GetRegion,
     GetRegionById,
+    GetRegionStatus,
     GetStore,
+    GetStoreStatus,
     Ids,
     ListOperators,
     ManualOperator,
@@ -33,13 +35,17 @@ from multiraft.wire.placement_messages import (
     RegionHeartbeatReply,
     RegionRoute,
     RegionRoutes,
+    RegionStatus,
     ScanRegions,
+    SetStoreState,
     StoreHeartbeat,
     StoreHeartbeatReply,
     StoreInfo,
     StoreList,
     StoreState,
     StoreStats,
+    StoreStatus,
+    StoreStatusList,
 )
 from regions.region import RegionEpoch
 from regions.scheduling.steps import (
@@ -84,7 +90,19 @@ operator_infos = st.builds(
     OperatorInfo, u64, texts, texts, texts, u64, st.lists(steps, max_size=4), times,
     st.none() | times,
 )  # fmt: skip
+store_statuses = st.builds(
+    StoreStatus, store_infos, texts, st.none() | times, st.none() | store_stats, u64, u64, u64,
+    times, times,
+)  # fmt: skip
+routes = st.builds(RegionRoute, regions, st.none() | peers)
+region_statuses = st.builds(
+    RegionStatus, routes, st.lists(down_peers, max_size=3), st.lists(peers, max_size=3), u64,
+    u64, st.none() | times, st.none() | operator_infos,
+)  # fmt: skip
 bodies: st.SearchStrategy[Any] = st.one_of(
+    st.builds(SetStoreState, u64, st.sampled_from(StoreState)),
+    st.builds(GetStoreStatus, u64),
+    st.builds(GetRegionStatus, u64),
     st.just(ListOperators()),
     st.builds(GetOperator, u64),
     st.builds(CancelOperator, u64),
@@ -102,7 +120,6 @@ bodies: st.SearchStrategy[Any] = st.one_of(
 )
 placement_requests = st.builds(PlacementRequest, u64, bodies)
 
-routes = st.builds(RegionRoute, regions, st.none() | peers)
 results: st.SearchStrategy[Any] = st.one_of(
     st.builds(ClusterInfo, u64, st.booleans()),
     st.builds(Ids, u64, u64),
@@ -117,6 +134,8 @@ results: st.SearchStrategy[Any] = st.one_of(
     routes,
     st.none(),
     st.builds(RegionRoutes, st.lists(routes, max_size=4)),
+    st.builds(StoreStatusList, st.lists(store_statuses, max_size=3)),
+    region_statuses,
     st.builds(PlacementError, st.sampled_from(PlacementErrorCode), texts),
 )
 placement_responses = st.builds(PlacementResponse, u64, results)

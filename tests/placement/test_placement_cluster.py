@@ -14,6 +14,7 @@ from prometheus_client import CollectorRegistry
 
 from multiraft.metrics import PlacementMetrics
 from multiraft.placement import Cluster, PlacementFailure
+from multiraft.placement.scheduler import SchedulerConfig
 from multiraft.wire.placement_messages import (
     DownPeer,
     PlacementErrorCode,
@@ -185,8 +186,8 @@ async def test_split_heartbeats_update_routing_and_persist(tmp_path: Path) -> No
 
 
 async def test_store_rules(tmp_path: Path) -> None:
-    async with opened(tmp_path) as cluster:
-        (a,) = await add_stores(cluster, 1)
+    async with opened(tmp_path, scheduler=SchedulerConfig(max_replicas=1)) as cluster:
+        a, _b = await add_stores(cluster, 2)
         assert cluster.get_store(a).address == f"127.0.0.1:{20000 + a}"
         for bad in (StoreInfo(0, "h:1"), StoreInfo(5, "nope"), StoreInfo(5, "h:1", "bad")):
             assert await code(cluster.put_store(bad)) == PlacementErrorCode.InvalidArgument
@@ -195,7 +196,12 @@ async def test_store_rules(tmp_path: Path) -> None:
         assert await code(cluster.put_store(thief)) == PlacementErrorCode.InvalidArgument
         await cluster.put_store(StoreInfo(a, "127.0.0.1:1", "127.0.0.1:2", version="9"))
         assert cluster.get_store(a) == StoreInfo(a, "127.0.0.1:1", "127.0.0.1:2", version="9")
+        # The state a store sends is ignored: only SetStoreState changes it.
         await cluster.put_store(StoreInfo(a, "127.0.0.1:1", state=StoreState.Tombstone))
+        assert cluster.get_store(a).state == StoreState.Up
+        await cluster.set_store_state(a, StoreState.Offline)  # empty: goes once it reports so
+        await cluster.store_heartbeat(StoreStats(a))
+        assert cluster.get_store(a).state == StoreState.Tombstone
         revive = cluster.put_store(StoreInfo(a, "127.0.0.1:1"))
         assert await code(revive) == PlacementErrorCode.StoreTombstoned
         beat = cluster.store_heartbeat(StoreStats(a))
@@ -206,7 +212,7 @@ async def test_store_rules(tmp_path: Path) -> None:
             cluster.get_store(999)
         assert await code(cluster.alloc_ids(0)) == PlacementErrorCode.InvalidArgument
     async with opened(tmp_path) as cluster:
-        assert cluster.get_all_stores() == [StoreInfo(a, "127.0.0.1:1", state=StoreState.Tombstone)]
+        assert cluster.get_all_stores()[0] == StoreInfo(a, "127.0.0.1:1", state=StoreState.Tombstone)
 
 
 async def test_store_liveness_follows_the_clock(

@@ -21,17 +21,23 @@ from multiraft.wire.placement_messages import (
     DownPeer,
     GetClusterInfo,
     Ids,
+    OperatorInfo,
     PlacementRequest,
     PlacementResponse,
     RegionHeartbeat,
     RegionRoute,
     RegionRoutes,
+    RegionStatus,
+    SetStoreState,
     StoreHeartbeat,
     StoreInfo,
     StoreState,
     StoreStats,
+    StoreStatus,
+    StoreStatusList,
 )
 from regions.region import Peer, PeerRole, Region, RegionEpoch
+from regions.scheduling import TransferLeader
 from tests.placement import placement_strategies as ps
 
 KINDS = (FrameKind.PLACEMENT_REQUEST, FrameKind.PLACEMENT_RESPONSE)
@@ -98,7 +104,15 @@ def _samples() -> list[Any]:
         PlacementRequest(4, hb),
         PlacementResponse(5, RegionRoutes([route, RegionRoute(Region(3, b"z"))])),
         PlacementResponse(6, StoreInfo(4, "127.0.0.1:20160", "", StoreState.Offline, "0.1")),
-    ]
+        PlacementRequest(7, SetStoreState(4, StoreState.Offline)),
+        PlacementResponse(8, StoreStatusList([StoreStatus(
+            StoreInfo(4, "h:1"), "offline", 2.5, StoreStats(4, 1, 2), 3, 1, 1 << 20, 3.0, 1.0,
+        )])),
+        PlacementResponse(9, RegionStatus(route, hb.down_peers, hb.pending_peers, 5, 6, 1.5,
+                                          OperatorInfo(9, "move-peer", "admin", "running", 1,
+                                                       [TransferLeader(hb.region.epoch, 1, 2)],
+                                                       3.0))),
+    ]  # fmt: skip
 
 
 def test_mutated_payloads_raise_only_wire_errors() -> None:
@@ -148,6 +162,11 @@ def test_random_bytes_raise_only_wire_errors() -> None:
         [1, 14, 9, 1, 0, 0, b""],  # an unknown manual operator
         [1, 14, 1, 1, 0, 0],
         [1, 14, 3, 1, 0, 0, "key"],
+        [1, 15, 1],  # SetStoreState without its state
+        [1, 15, 1, 7],  # a state out of range
+        [1, 16],
+        [1, 16, "1"],
+        [1, 17, 1, 2],
         {"a": 1},
         [1, 1, [[[[[[[1]]]]]]]],
     ],
@@ -183,6 +202,13 @@ def test_wrong_shapes_are_schema_or_malformed_errors(obj: Any) -> None:
         [1, 11, [1, "move-peer", "", "running", 0, []]],  # too short
         [1, 11, [1, "move-peer", "", "running", 0, [[1]], 1.0]],  # a bad step
         [1, 12, [1, 2]],
+        [1, 13, [[1, "a", "", 0, ""], "up", [], [], 1, 1, 1, 1.0]],  # a status one short
+        [1, 13, [[1, "a", "", 0, ""], "up", [1], [], 1, 1, 1, 1.0, 1.0]],  # age not a float
+        [1, 13, [[1, "a", "", 0, ""], "up", [1.0, 2.0], [], 1, 1, 1, 1.0, 1.0]],  # 2 ages
+        [1, 13, [[1, "a", "", 0, ""], "up", [], [[1]], 1, 1, 1, 1.0, 1.0]],  # bad stats
+        [1, 13, [[1, "a", "", 0, ""], "up", [], [], 1, 1, 1, float("nan"), 1.0]],
+        [1, 14, [[1, b"", b"", 1, 1]], [], [], 0, 0, []],  # RegionStatus one short
+        [1, 14, [[1, b"", b"", 1, 1]], [], [], 0, 0, [], [[1]]],  # a bad operator
     ],
 )
 def test_wrong_response_shapes_raise_schema_errors(obj: Any) -> None:

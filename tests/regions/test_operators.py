@@ -73,6 +73,22 @@ def test_move_a_follower_with_joint_consensus() -> None:
     assert "move-peer region 1 (test) [success, 4/4]" in op.describe()
 
 
+def test_a_move_waits_for_its_learner_to_catch_up() -> None:
+    """PD's AddLearner is finished only once the learner is no longer pending: the joint
+    step is not sent while the leader reports the new peer as catching up."""
+    sim = three()
+    r = sim.regions[1]
+    op = make_move_peer(r, 1, 2, 4, 99, now=0.0, timeouts=T)
+    learner = op.steps[0]
+    assert isinstance(learner, AddLearner)
+    added = add_learner(r, learner.peer)
+    leader = r.peer_on_store(1)
+    assert op.check(added, leader, 1.0, pending=[learner.peer.id]) is None
+    assert op.step_index == 0 and not op.is_finished
+    step = op.check(added, leader, 2.0, pending=[])
+    assert isinstance(step, JointEnter) and op.step_index == 1
+
+
 def test_move_the_leader_transfers_first() -> None:
     sim = three()
     op = make_move_peer(sim.regions[1], 1, 1, 4, 99, now=0.0, timeouts=T)
