@@ -119,6 +119,10 @@ class PlacementConfig:
     schedule_store_limit: int = 2
     #: A store silent this long has its replicas replaced (PD: 30 min).
     max_store_down_seconds: float = 30 * 60.0
+    #: Seconds an operator gets per step, and per step that waits for a snapshot (adding
+    #: a learner); an operator's timeout is the sum over its steps (PD: 60 s and 10 min).
+    operator_step_seconds: float = 60.0
+    operator_snapshot_step_seconds: float = 600.0
 
     @classmethod
     def from_mapping(cls, data: Mapping[str, Any]) -> PlacementConfig:
@@ -146,7 +150,8 @@ class PlacementConfig:
             raise ConfigError("placement schedule_enabled must be true or false")
         if type(kw.get("schedule_store_limit", 2)) is not int:
             raise ConfigError("placement schedule_store_limit must be an integer")
-        for name in ("schedule_interval", "max_store_down_seconds"):
+        for name in ("schedule_interval", "max_store_down_seconds", "operator_step_seconds",
+                     "operator_snapshot_step_seconds"):  # fmt: skip
             if name in kw:
                 if type(kw[name]) not in (int, float):
                     raise ConfigError(f"placement {name} must be a number of seconds")
@@ -185,6 +190,10 @@ class PlacementConfig:
             raise ConfigError("schedule_interval and max_store_down_seconds must be positive")
         if self.schedule_store_limit < 1:
             raise ConfigError("schedule_store_limit must be at least 1")
+        if not self.operator_step_seconds > 0 or not self.operator_snapshot_step_seconds > 0:
+            raise ConfigError(
+                "operator_step_seconds and operator_snapshot_step_seconds must be positive"
+            )
         return self
 
     def advertise_address(self, bound_port: int) -> str:
@@ -254,8 +263,9 @@ class StoreConfig:
     request_timeout: float = 10.0
     #: Seconds between a leader's region heartbeats (also sent at once on leader change).
     region_heartbeat_interval: float = 5.0
-    #: Seconds between store heartbeats.
-    store_heartbeat_interval: float = 10.0
+    #: Seconds between store heartbeats (PD uses 10 s; ours also tell a store which of its
+    #: regions have a new operator, so a short interval makes manual operations start fast).
+    store_heartbeat_interval: float = 1.0
     #: Seconds a placement call may take.
     placement_timeout: float = 5.0
     max_frame_size: int = 16 * 1024 * 1024
@@ -263,6 +273,14 @@ class StoreConfig:
     max_snapshot_bytes: int = 1 << 30
     #: Snapshots sent at once.
     max_sending_snapshots: int = 4
+    #: Snapshot streams received at once; more are answered Busy (TiKV concurrent-recv-snap-limit).
+    max_receiving_snapshots: int = 4
+    #: Target size of a region's pieces when it splits; a region is checked from 1.5x this
+    #: size (or the derived key counts: ``regions.split.SplitPolicy.from_split_size``).
+    #: TiKV: 96 MiB (256 MiB since 2024). ``multiraft cluster up`` uses 1 MiB so a demo splits.
+    region_split_size: int = 96 * 1024 * 1024
+    #: Seconds between the leaders' split checks (TiKV 10 s).
+    split_check_interval: float = 10.0
     #: Test only: honour InjectFaults admin requests.
     fault_injection: bool = False
     #: fsync every round's commit (turn off only for benchmarks of everything else).
@@ -282,9 +300,11 @@ class StoreConfig:
         strs = ("store_listen", "advertise", "placement", "metrics_listen", "data_dir")
         ints = ("election_tick", "heartbeat_tick", "max_size_per_msg", "max_inflight_msgs",
                 "max_pending_requests", "max_pending_messages", "max_frame_size",
-                "max_snapshot_bytes", "max_sending_snapshots")  # fmt: skip
+                "max_snapshot_bytes", "max_sending_snapshots",
+                "max_receiving_snapshots", "region_split_size")  # fmt: skip
         floats = ("raft_tick_interval", "request_timeout", "region_heartbeat_interval",
-                  "store_heartbeat_interval", "placement_timeout")  # fmt: skip
+                  "store_heartbeat_interval", "placement_timeout",
+                  "split_check_interval")  # fmt: skip
         types: dict[str, tuple[type, ...]] = {n: (str,) for n in strs}
         types.update({n: (int,) for n in ints})
         types.update({n: (int, float) for n in floats})
@@ -332,11 +352,12 @@ class StoreConfig:
             )
         for name in ("max_size_per_msg", "max_inflight_msgs", "max_pending_requests",
                      "max_pending_messages", "max_frame_size", "max_snapshot_bytes",
-                     "max_sending_snapshots"):  # fmt: skip
+                     "max_sending_snapshots", "max_receiving_snapshots",
+                     "region_split_size"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be positive, got {getattr(self, name)}")
         for name in ("request_timeout", "region_heartbeat_interval", "store_heartbeat_interval",
-                     "placement_timeout"):  # fmt: skip
+                     "placement_timeout", "split_check_interval"):  # fmt: skip
             if getattr(self, name) <= 0:
                 raise ConfigError(f"{name} must be a positive number of seconds")
         return self

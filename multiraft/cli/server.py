@@ -74,6 +74,21 @@ def start(
             help='host:port serving /metrics, "" for none (default 127.0.0.1:20180).',
         ),
     ] = None,
+    region_split_size: Annotated[
+        int | None,
+        typer.Option(
+            "--region-split-size", min=1,
+            help="Bytes: regions split into pieces of about this size (default 96 MiB; "
+            "`cluster up` uses 1 MiB).",
+        ),
+    ] = None,
+    split_check_interval: Annotated[
+        float | None,
+        typer.Option(
+            "--split-check-interval", min=0.01,
+            help="Seconds between the leaders' split checks (default 10).",
+        ),
+    ] = None,
     config_file: Annotated[
         Path | None,
         typer.Option("--config", help="TOML file with the settings (flags override it)."),
@@ -98,6 +113,8 @@ def start(
             "data_dir": data_dir,
             "metrics_listen": metrics_listen,
             "fault_injection": True if enable_fault_injection else None,
+            "region_split_size": region_split_size,
+            "split_check_interval": split_check_interval,
         },
     )
 

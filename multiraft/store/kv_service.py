@@ -36,7 +36,7 @@ from multiraft.storage import keys
 from multiraft.store.inbox import AdminItem, KvItem, SnapshotItem
 from multiraft.store.proposals import Answer, Waiter
 from multiraft.store.ready_loop import ReadyLoop
-from multiraft.store.snapshots import receive_snapshot
+from multiraft.store.snapshots import SnapshotReceiver
 from multiraft.store.step_exec import SplitOutcome, StepExecutor
 from multiraft.transport.faults import FaultInjector, refuse_inject_faults
 from multiraft.wire.command_codec import CmdHeader, RaftCmd, encode_cmd
@@ -143,6 +143,7 @@ class KvService:
         request_timeout: float = 10.0,
         max_entry_bytes: int = 8 << 20,
         max_snapshot_bytes: int = 1 << 30,
+        max_receiving_snapshots: int = 4,
         faults: FaultInjector | None = None,
         metrics: StoreServerMetrics | None = None,
         steps: StepExecutor | None = None,
@@ -153,7 +154,11 @@ class KvService:
         self._address = address
         self._timeout = request_timeout
         self._max_entry = max_entry_bytes
-        self._max_snapshot = max_snapshot_bytes
+        # The writer is looked up at each use: tests swap the loop's writer after construction.
+        self.snapshot_receiver = SnapshotReceiver(
+            loop.engine, lambda: loop.writer, limit=max_receiving_snapshots,
+            max_bytes=max_snapshot_bytes, metrics=metrics.raft if metrics is not None else None,
+        )  # fmt: skip
         self._faults = faults
         self._metrics = metrics
         self.dropped_batches = 0
@@ -172,17 +177,25 @@ class KvService:
     async def on_snapshot(
         self, first: SnapshotChunk, rest: AsyncIterator[SnapshotChunk]
     ) -> SnapshotAck:
-        got = await receive_snapshot(first, rest, max_bytes=self._max_snapshot)
+        rx = self.snapshot_receiver
+        got = await rx.receive(first, rest)
         if isinstance(got, SnapshotAck):
-            log.info("region %d: refused a snapshot: %s", first.region_id, got.reason)
+            log.info("region %d: refused a snapshot: %s %s", first.region_id, got.status.name,
+                     got.reason)  # fmt: skip
             return got
+        staged = got.staged
         waiter: Waiter[SnapshotAck] = Waiter()
         self._inbox.put(SnapshotItem(got, waiter))
+        del got  # the loop's item (and then the replica) holds the stream from here on
         with trio.move_on_after(self._timeout):
             ack = await waiter.wait()
+            if ack.status != SnapshotAckStatus.Accepted:
+                await rx.discard(staged)  # the loop did not keep it: nothing will apply it
             return dataclasses.replace(ack, snapshot_id=first.snapshot_id)
+        # The loop may still take the item later; if it drops it, the receiver's finalizer
+        # deletes the staging.
         waiter.abandon()
-        return SnapshotAck(first.region_id, first.snapshot_id, len(got.parts) - 1,
+        return SnapshotAck(first.region_id, first.snapshot_id, len(staged) - 1,
                            SnapshotAckStatus.Busy, "the store did not take the snapshot in time")  # fmt: skip
 
     # -- client requests --------------------------------------------------------------

@@ -9,11 +9,12 @@ Theory of operation
   (``RaftStorage.apply_snapshot_meta`` at ``RAFT_INIT_LOG_INDEX/TERM``), then the replica is
   created. Placement repeats the region until it hears of it, so a region this store
   already knows (live, tombstoned or dormant) is ignored.
-* **Snapshot install**: when a replica's Ready carries a snapshot, the parts it received
-  (``ReceivedSnapshot``) are installed with :func:`multiraft.storage.snapshot.apply`, which
-  commits the Applying mark, the data and the Normal mark in its own transactions, through
-  the store's writer slot. Only then is the rest of that Ready staged. The replica neither
-  serves nor takes messages while Applying; afterwards it has the snapshot's region,
+* **Snapshot install**: when a replica's Ready carries a snapshot, the stream it received
+  and staged in LMDB (``ReceivedSnapshot.staged``) is installed with
+  :func:`multiraft.storage.snapshot.apply_staged`, which commits the Applying mark, the data
+  (read back from staging a chunk at a time) and the Normal mark in its own transactions,
+  through the store's writer slot. Only then is the rest of that Ready staged. The replica
+  neither serves nor takes messages while Applying; afterwards it has the snapshot's region,
   applied index and term, and the router indexes its range.
 * **Destroy**: a replica that applied a conf change removing itself is tombstoned in the
   same batch as that apply (``delete_raft_meta`` + ``RegionLocalState{Tombstone, final
@@ -36,6 +37,7 @@ from multiraft.storage import snapshot as snapshot_mod
 from multiraft.storage.engine import Engine
 from multiraft.storage.raft_storage import RaftStorage, SnapshotProducer
 from multiraft.storage.write_batch import StorageWriter, WriteBatch
+from multiraft.store.cleanup import RangeCleaner
 from multiraft.store.replica import RaftSettings, Replica
 from multiraft.store.router import Router
 from multiraft.wire.messages import RegionNotFound
@@ -97,12 +99,12 @@ async def install_snapshot(
     router: Router,
     metrics: StoreServerMetrics | None,
 ) -> None:
-    """Install the snapshot ``rd`` carries from the parts ``r`` received.
+    """Install the snapshot ``rd`` carries from the stream ``r`` received and staged.
 
     Raises:
         StoreFatal: Raft accepted a snapshot whose data this replica does not have.
-        SnapshotError: the parts do not form a valid snapshot (the store must stop:
-            Raft has already moved to it).
+        SnapshotError: the staged stream is gone or was used already, or the region is
+            Applying (the store must stop: Raft has already moved to the snapshot).
     """
     snap = r.pending_snapshot
     md = rd.snapshot.metadata
@@ -113,12 +115,12 @@ async def install_snapshot(
     r.peer_state = PeerState.Applying
     ok = False
     try:
-        await writer.run(snapshot_mod.apply, engine, r.region_id, snap.parts)
+        await writer.run(snapshot_mod.apply_staged, engine, snap.staged)
         ok = True
     finally:
         if metrics is not None:
             metrics.raft.snapshots_applied.labels("ok" if ok else "failed").inc()
-            metrics.raft.snapshot_applied_bytes.inc(sum(map(len, snap.parts)))
+            metrics.raft.snapshot_applied_bytes.inc(snap.staged.total_bytes)
     r.storage.reload()
     r.peer_state = PeerState.Normal
     r.set_region(snap.region)
@@ -142,12 +144,14 @@ def stage_destroy(r: Replica, batch: WriteBatch) -> None:
     batch.delete_raft_meta(r.region_id)
     batch.put_region_state(r.region_id, RegionLocalState(PeerState.Tombstone, _final_region(r)))
     r.destroyed = True
-    # TODO(issue 5): delete the region's data range in the background.
 
 
-def finish_destroy(r: Replica, router: Router) -> None:
-    """After the tombstone committed: forget the replica and fail what it held."""
+def finish_destroy(r: Replica, router: Router, cleaner: RangeCleaner | None = None) -> None:
+    """After the tombstone committed: forget the replica, fail what it held, and have its
+    data range deleted in the background (TiKV deletes it asynchronously too)."""
     router.remove(r.region_id, RegionLocalState(PeerState.Tombstone, _final_region(r)))
+    if cleaner is not None and r.initialized:  # an uninitialized peer has no data
+        cleaner.schedule(r.region_id, r.region.start_key, r.region.end_key)
     fail_replica(r, RegionNotFound(r.region_id))
     log.info("region %d: peer %d removed and tombstoned", r.region_id, r.peer.id)
 

@@ -10,7 +10,9 @@ Two tasks, owned by :meth:`PlacementLoop.run`:
   cluster forms quickly). The reply may list regions to bootstrap (the first
   region of the cluster, multiraft-design §6 / the issue 4 contract); each is
   posted to the ready loop, which creates it idempotently (a region it already
-  knows is ignored).
+  knows is ignored). It also lists the regions this store leads that have a
+  running operator: they heartbeat at once to fetch the operator's step (PD
+  pushes steps on its heartbeat stream; our heartbeats are request/response).
 * **Region heartbeats**, from each region this store leads: at once when a
   replica becomes leader (the ready loop sets ``heartbeat_wanted`` and wakes
   us), and every ``region_heartbeat_interval`` after that. A heartbeat carries
@@ -53,6 +55,9 @@ log = logging.getLogger(__name__)
 
 #: Seconds between store heartbeats while the store has no region yet.
 BOOTSTRAP_POLL: Final = 0.5
+#: Seconds between region heartbeats while the region has peers catching up (a move waits
+#: for its learner's snapshot before placement sends the next step).
+PENDING_POLL: Final = 0.5
 
 
 class PlacementApi(Protocol):
@@ -146,6 +151,10 @@ class PlacementLoop:
         self.store_heartbeats += 1
         for region in reply.bootstrap_regions:
             self._loop.inbox.put(BootstrapItem(region))
+        if reply.operator_regions:
+            # A new operator waits for its region's heartbeat to hand out its first step.
+            self._loop.heartbeat_wanted.update(reply.operator_regions)
+            self._loop.heartbeat_event.set()
 
     # -- region heartbeats ------------------------------------------------------------
 
@@ -156,8 +165,11 @@ class PlacementLoop:
         for r in loop.router:
             if not r.is_leader() or not r.initialized:
                 continue
-            if r.region_id in wanted or now - r.last_heartbeat >= self._region_interval:
+            age = now - r.last_heartbeat
+            if r.region_id in wanted or age >= self._region_interval:
                 out.append(r)
+            elif r.reported_pending and age >= PENDING_POLL:
+                out.append(r)  # placement waits for its learner's snapshot: report progress
         return out
 
     async def _region_heartbeats(self) -> None:
@@ -166,7 +178,8 @@ class PlacementLoop:
             now = trio.current_time()
             for r in self._due(now):
                 await self.region_heartbeat(r)
-            with trio.move_on_after(self._region_interval):
+            pending = any(r.reported_pending for r in loop.router)
+            with trio.move_on_after(PENDING_POLL if pending else self._region_interval):
                 await loop.heartbeat_event.wait()
             loop.heartbeat_event = trio.Event()
 
@@ -178,9 +191,11 @@ class PlacementLoop:
         if leader is None:
             return
         r.last_heartbeat = trio.current_time()
+        pending = r.pending_peers()
+        r.reported_pending = bool(pending)
         try:
             reply = await self._placement.region_heartbeat(
-                r.region_copy(), leader, r.raw_node.raft.term, pending_peers=r.pending_peers(),
+                r.region_copy(), leader, r.raw_node.raft.term, pending_peers=pending,
                 approximate_size=r.approx_size, approximate_keys=r.approx_keys,
             )
         except PlacementRequestError as exc:

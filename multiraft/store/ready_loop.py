@@ -75,6 +75,7 @@ from multiraft.storage.engine import Engine, Txn
 from multiraft.storage.write_batch import StorageWriter, WriteBatch
 from multiraft.store.admin_propose import propose_admin_cmd
 from multiraft.store.apply import ApplyContext, apply_entries, result_label
+from multiraft.store.cleanup import RangeCleaner
 from multiraft.store.inbox import (
     AdminItem,
     AdminProposeItem,
@@ -178,6 +179,10 @@ class ReadyLoop:
                                      settings=settings, producer=self.producer)  # fmt: skip
         #: Log compaction (``multiraft.store.log_gc.LogGc``), told of applied CompactLogs.
         self.log_gc: CompactionListener | None = None
+        #: Deletes the data of destroyed peers and of split regions not created here.
+        self.cleaner: RangeCleaner | None = None
+        #: Regions a split did not create here (their data on this store belongs to no one).
+        self._orphaned: list[Region] = []
         self.dirty: dict[int, Replica] = {}
         self._ctx_ids = itertools.count(1)
         self._read_txn: Txn | None = None
@@ -382,7 +387,8 @@ class ReadyLoop:
 
     def _on_split(self, parent: Replica, regions: list[Region], batch: WriteBatch) -> None:
         """The split hook of apply: create the new regions' replicas (``split_exec``)."""
-        created, _skipped = self.splits.install(parent, regions, batch)
+        created, skipped = self.splits.install(parent, regions, batch)
+        self._orphaned.extend(skipped)
         for r in created:
             self.dirty[r.region_id] = r  # next round, once their initial state is durable
             env = self.splits.stash.take(r.region_id)
@@ -491,7 +497,7 @@ class ReadyLoop:
         env, header = st.envelope, st.header
 
         def ack(status: SnapshotAckStatus, reason: str = "") -> SnapshotAck:
-            return SnapshotAck(env.region_id, 0, len(st.parts) - 1, status, reason)
+            return SnapshotAck(env.region_id, 0, len(st.staged) - 1, status, reason)
 
         r = self.router.get(env.region_id)
         if r is None or r.destroyed:
@@ -505,7 +511,10 @@ class ReadyLoop:
             return ack(SnapshotAckStatus.Rejected, "stale epoch")
         if self.router.overlapping(region.start_key, region.end_key, exclude=r.region_id):
             return ack(SnapshotAckStatus.Rejected, "overlaps another region here")
-        r.pending_snapshot = ReceivedSnapshot(header.index, header.term, region, st.parts)
+        if r.pending_snapshot is not None:
+            # Raft may keep the first one: the data kept must be the snapshot Raft installs.
+            return ack(SnapshotAckStatus.Rejected, "another snapshot is pending for this replica")
+        r.pending_snapshot = ReceivedSnapshot(header.index, header.term, region, st.staged)
         r.remember_peer(env.from_peer)
         try:
             r.raw_node.step(env.message)
@@ -689,6 +698,10 @@ class ReadyLoop:
             waiter.set(answer)
         for label, n in ctx.results.items():
             inc(rs.proposals, label, n)
+        orphaned, self._orphaned = self._orphaned, []
+        if self.cleaner is not None:
+            for g in orphaned:  # the cleaner skips any part a live replica covers
+                self.cleaner.schedule(g.id, g.start_key, g.end_key)
         if ctx.compactions and self.log_gc is not None:
             self.log_gc.on_compactions(ctx.compactions)
         if self.metrics is not None:
@@ -697,12 +710,12 @@ class ReadyLoop:
             for name, n in ctx.conf_changes.items():
                 self.metrics.raft.conf_changes.labels(name).inc(n)
         for r in rs.destroyed:
-            finish_destroy(r, self.router)
+            finish_destroy(r, self.router, self.cleaner)
         for env in rs.gc_notices:
             self.transport.send(env.to_peer.store_id, env)  # best effort: no unreachable report
         for r, _ in readies:
             if r.destroyed:
-                finish_destroy(r, self.router)
+                finish_destroy(r, self.router, self.cleaner)
                 continue
             r.raw_node.advance_apply_to(r.applied_index)
             self._serve_read_batches(r, rs)

@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from multiraft.metrics.regions import RegionSummary, region_role
 from multiraft.raft import Config, Message, RawNode, StateRole
 from multiraft.storage.raft_storage import RaftStorage
+from multiraft.storage.staging import StagedSnapshot
 from multiraft.store.proposals import PendingWrite, ProposalQueue
 from multiraft.store.reads import Lease, ReadBatch, ReadRequest, lease_duration
 from multiraft.wire.messages import (
@@ -94,12 +95,16 @@ class RaftSettings:
 
 @dataclass(slots=True)
 class ReceivedSnapshot:
-    """Snapshot parts received for a replica, waiting for Raft to accept the MsgSnapshot."""
+    """A snapshot received and staged for a replica, waiting for Raft to accept the MsgSnapshot.
+
+    ``staged`` is consumed by the install (``apply_staged``); a ReceivedSnapshot dropped
+    without an install lets the store's ``SnapshotReceiver`` delete the staging.
+    """
 
     index: int
     term: int
     region: Region
-    parts: list[bytes]
+    staged: StagedSnapshot
 
 
 class _RaftLog:
@@ -179,6 +184,8 @@ class Replica:
         self.destroyed = False
         #: When the last region heartbeat was sent (``trio.current_time()``).
         self.last_heartbeat = -1.0
+        #: The last region heartbeat reported peers catching up (heartbeat more often).
+        self.reported_pending = False
         #: Approximate data size and key count (grown by apply, reset by the split check).
         self.approx_size = 0
         self.approx_keys = 0
@@ -254,6 +261,8 @@ class Replica:
             role=region_role(raft.state, is_learner=self.peer.is_learner),
             leader_missing=raft.leader_id == 0,
             is_applying_snapshot=self.peer_state == PeerState.Applying,
+            approximate_size_bytes=self.approx_size,
+            approximate_keys=self.approx_keys,
         )
 
     def pending_peers(self) -> list[Peer]:

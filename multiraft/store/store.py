@@ -43,13 +43,17 @@ from multiraft.storage.engine import DataDirLocked, Engine, EngineError
 from multiraft.storage.raft_storage import RaftStorage
 from multiraft.storage.recovery import RecoveryError, bootstrap_store, load_store_ident, recover
 from multiraft.storage.write_batch import StorageWriter
+from multiraft.store.admin_propose import propose_admin
+from multiraft.store.cleanup import RangeCleaner, ranges_to_clean
 from multiraft.store.inbox import Inbox, SnapshotReportItem, UnreachableItem
 from multiraft.store.kv_service import KvService
+from multiraft.store.log_gc import LogGc, LogGcConfig
 from multiraft.store.placement_loop import PlacementApi, PlacementLoop
 from multiraft.store.ready_loop import RaftTransportLike, ReadyLoop
 from multiraft.store.replica import RaftSettings, Replica
 from multiraft.store.router import Router
 from multiraft.store.snapshots import SnapshotSender, SnapshotTransport, disk_snapshot_producer
+from multiraft.store.split_check import SplitChecker
 from multiraft.store.step_exec import StepExecutor
 from multiraft.transport import RaftTransport, serve_store
 from multiraft.transport.faults import FaultInjector
@@ -57,6 +61,7 @@ from multiraft.wire.messages import RaftEnvelope
 from multiraft.wire.placement_messages import StoreInfo, StoreState
 from multiraft.wire.records import RecordCorrupted
 from regions.local_state import PeerState, RegionLocalState, StoreIdent
+from regions.split import SplitPolicy
 
 __all__ = [
     "Store",
@@ -189,10 +194,26 @@ class Store:
             snapshots=self.snapshots, metrics=metrics, lease_reads=config.lease_reads,
         )  # fmt: skip
         self.steps = StepExecutor(self.loop, placement, timeout=config.request_timeout)
+        policy = SplitPolicy.from_split_size(config.region_split_size)
+        gc_cfg = LogGcConfig.from_split_size(config.region_split_size)
+        raft_metrics = metrics.raft if metrics is not None else None
+        self.log_gc = LogGc(self.router, engine, self.writer,
+                            partial(propose_admin, self.inbox, timeout=gc_cfg.propose_timeout),
+                            gc_cfg, metrics=raft_metrics)  # fmt: skip
+        self.loop.log_gc = self.log_gc
+        self.cleaner = RangeCleaner(engine, self.writer, self.router,
+                                    metrics=metrics.storage if metrics is not None else None)  # fmt: skip
+        self.loop.cleaner = self.cleaner
+        self.split_checker = SplitChecker(
+            self.router, engine, policy,
+            lambda r, keys: self.steps.split(r.region_id, r.region.epoch, keys),
+            interval=config.split_check_interval, metrics=raft_metrics,
+        )  # fmt: skip
         self.service = KvService(
             self.loop, address=lambda: self.address, request_timeout=config.request_timeout,
             steps=self.steps,
             max_entry_bytes=config.max_frame_size // 2, max_snapshot_bytes=config.max_snapshot_bytes,
+            max_receiving_snapshots=config.max_receiving_snapshots,
             faults=faults, metrics=metrics,
         )  # fmt: skip
         self.placement_loop = (
@@ -241,14 +262,20 @@ class Store:
                 continue
             storage = RaftStorage.from_recovered(self.engine, rec, snapshot_producer=producer)
             self.router.add(Replica(peer, rec.region, storage, self.settings))
+        for start, end in ranges_to_clean(self.engine, self.router):
+            self.cleaner.schedule(0, start, end)  # data no live region owns (a crash mid-cleanup)
         log.info("store %d: recovered %d regions", self.store_id, len(self.router))
 
     async def run(self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED) -> None:
         """Run the ready loop, the ticker, the snapshot sender and the heartbeats until cancelled."""
         async with trio.open_nursery() as nursery:
             await nursery.start(self.snapshots.run)
+            await nursery.start(self.service.snapshot_receiver.run)
             await nursery.start(self.loop.run)
             await nursery.start(self.steps.run)
+            await nursery.start(self.log_gc.run)
+            await nursery.start(self.cleaner.run)
+            await nursery.start(self.split_checker.run)
             nursery.start_soon(self._ticker)
             if self.placement_loop is not None:
                 await nursery.start(self.placement_loop.run)

@@ -247,7 +247,7 @@ class Cluster:
         store = Store(cfg, engine, ident, transport, inbox=inbox, placement=self.placement,
                       metrics=metrics)  # fmt: skip
         writer = InlineWriter(engine)
-        store.writer = store.loop.writer = writer
+        store.writer = store.loop.writer = store.log_gc.writer = store.cleaner.writer = writer
         take = inbox.take
 
         def take_and_mark() -> tuple[list[object], int]:

@@ -4,6 +4,7 @@ that does not exist yet stashed and replayed, and everything durable across a re
 
 from __future__ import annotations
 
+import itertools
 from pathlib import Path
 
 import trio
@@ -17,6 +18,7 @@ from multiraft.wire.messages import (
     GetResult,
     Internal,
     KeyNotInRegion,
+    NotLeader,
     Put,
     ReadMode,
     Scan,
@@ -186,4 +188,44 @@ async def test_first_messages_for_a_region_not_split_here_yet_are_stashed_and_re
         await wait_until(lambda: (r := s3.router.get(left.id)) is not None and r.initialized)
         assert s3.loop.splits.replayed >= 1
         await wait_until(lambda: same_everywhere(c, 2))
+        nursery.cancel_scope.cancel()
+
+
+async def test_regions_split_automatically_when_they_grow(tmp_path: Path) -> None:
+    """The split checker (real time: it scans in worker threads) measures growing regions
+    and splits them; every key stays readable and the ranges tile the key space."""
+    async with trio.open_nursery() as nursery:
+        c = Cluster(tmp_path, nursery, region_split_size=16 * 1024, split_check_interval=0.2)
+        await c.start()
+        value = b"v" * 1000
+        written = []
+        with trio.fail_after(60):
+            i = 0
+            while len(regions_on(await c.wait_leader())) < 4:
+                key = b"key%05d" % i
+                s = await c.wait_leader()
+                r = s.router.region_at(key)
+                if r is None or not r.is_leader():
+                    s2 = await c.wait_leader(r.region_id if r is not None else 1)
+                    r = s2.router.region_at(key)
+                    s = s2
+                assert r is not None
+                got = (await c.kv(s, Put(key, value), region_id=r.region_id)).result
+                if got == WriteOk():
+                    written.append(key)
+                    i += 1
+        await wait_until(lambda: same_everywhere(c, len(regions_on(c.store(1)))), seconds=30)
+        table = regions_on(c.store(1))
+        assert table[0].start_key == b"" and table[-1].end_key == b""
+        assert all(a.end_key == b.start_key for a, b in itertools.pairwise(table))
+        for key in written:  # routed afresh: the checker may still be splitting
+            for _ in range(50):
+                owner = c.store(1).router.region_at(key)
+                assert owner is not None
+                s = await c.wait_leader(owner.region_id)
+                got = (await c.kv(s, Get(key), region_id=owner.region_id)).result
+                if not isinstance(got, KeyNotInRegion | EpochNotMatch | NotLeader):
+                    break
+                await trio.sleep(0.05)
+            assert got == GetResult(value)
         nursery.cancel_scope.cancel()
