@@ -109,10 +109,9 @@ class PlacementConfig:
     metrics_listen: str = "127.0.0.1:9379"
     #: Replicas of the first region; the cluster bootstraps once this many stores joined.
     bootstrap_replicas: int = 3
-    #: Whether the scheduling loop creates operators (manual ones work either way).
-    #: Off by default until stores execute operator steps (issue 5); until then
-    #: every scheduled operator would only time out.
-    schedule_enabled: bool = False
+    #: Whether the scheduling loop creates operators by itself: replaces missing and down
+    #: replicas, balances regions and leaders (manual operators and drains work either way).
+    schedule_enabled: bool = True
     #: Seconds between two scheduling passes.
     schedule_interval: float = 1.0
     #: Most running operators that put work on one store.

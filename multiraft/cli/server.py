@@ -26,8 +26,9 @@ def _user_message(exc: BaseException) -> str | None:
     from multiraft.placement.errors import PlacementClientError
     from multiraft.storage import IncompatibleFormat, StorageFull
     from multiraft.store import StoreStartError
+    from multiraft.store.placement_loop import StoreRetired
 
-    if isinstance(exc, StoreStartError | ConfigError | IncompatibleFormat | StorageFull):
+    if isinstance(exc, StoreStartError | StoreRetired | ConfigError | IncompatibleFormat | StorageFull):
         return str(exc)
     if isinstance(exc, PlacementClientError):
         return f"placement: {exc}"

@@ -43,13 +43,14 @@ from multiraft.store.replica import Replica
 from multiraft.store.step_exec import StepExecutor
 from multiraft.wire.placement_messages import (
     DownPeer,
+    PlacementErrorCode,
     RegionHeartbeatReply,
     StoreHeartbeatReply,
     StoreStats,
 )
 from regions.region import Peer, Region
 
-__all__ = ["PlacementApi", "PlacementLoop"]
+__all__ = ["PlacementApi", "PlacementLoop", "StoreRetired"]
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +59,10 @@ BOOTSTRAP_POLL: Final = 0.5
 #: Seconds between region heartbeats while the region has peers catching up (a move waits
 #: for its learner's snapshot before placement sends the next step).
 PENDING_POLL: Final = 0.5
+
+
+class StoreRetired(Exception):
+    """Placement says this store was drained and tombstoned: the store must stop."""
 
 
 class PlacementApi(Protocol):
@@ -144,6 +149,14 @@ class PlacementLoop:
     async def store_heartbeat_once(self) -> None:
         try:
             reply = await self._placement.store_heartbeat(self.stats())
+        except PlacementRequestError as exc:
+            if exc.code == PlacementErrorCode.StoreTombstoned:
+                raise StoreRetired(
+                    f"store {self._loop.store_id} was drained and removed from the cluster "
+                    "(tombstone): it stops, and cannot rejoin under this id"
+                ) from None
+            self._failed(exc)
+            return
         except PlacementClientError as exc:
             self._failed(exc)
             return

@@ -25,7 +25,7 @@ def test_operator_timeouts_and_down_time_reach_the_scheduler() -> None:
     assert sc.timeouts == OperatorTimeouts(fast_step=5.0, slow_step=50.0)
     assert (sc.max_store_down_seconds, sc.enabled, sc.max_replicas) == (20.0, True, 5)
     defaults = scheduler_config(PlacementConfig())
-    assert defaults.timeouts == OperatorTimeouts(60.0, 600.0) and not defaults.enabled
+    assert defaults.timeouts == OperatorTimeouts(60.0, 600.0) and defaults.enabled
     for bad in ({"operator_step_seconds": 0}, {"operator_snapshot_step_seconds": "1m"},
                 {"operator_step_seconds": -3.0}):  # fmt: skip
         with pytest.raises(ConfigError, match="operator_"):
@@ -46,7 +46,7 @@ def test_cluster_up_writes_demo_settings_and_keeps_edits(tmp_path: Path) -> None
     assert written == {**LOCAL_DEFAULTS, "bootstrap_replicas": 1}
     cfg = PlacementConfig.load(tmp_path / "placement.toml")
     assert cfg.max_store_down_seconds == 30.0 and cfg.operator_step_seconds == 30.0
-    assert cfg.schedule_enabled is False  # the service's default, unless asked for
+    assert cfg.schedule_enabled is True  # the service's default, unless asked otherwise
 
     write_placement_config(tmp_path, 3, {"schedule_enabled": True,
                                          "max_store_down_seconds": 12.5})  # fmt: skip
