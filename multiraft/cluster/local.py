@@ -57,6 +57,7 @@ from multiraft.placement.client import PlacementClient
 from multiraft.placement.errors import PlacementClientError
 from multiraft.settings import ConfigError, format_address, parse_address
 from multiraft.wire import StoreStatusResult
+from multiraft.wire.placement_messages import StoreState
 
 __all__ = [
     "READY_KEY",
@@ -416,9 +417,15 @@ class LocalCluster:
             say(f"started the placement service (pid {placement.pid}) on {placement.address}")
         spec.cluster_id = await self._wait_placement(spec, started, deadline, timeout)
         spec.save()
+        retired = await self._tombstoned_stores(spec)
         for p in todo:
-            if p.role == "store":
-                self._spawn(spec, p, store_argv(spec, p), started)
+            if p.role != "store":
+                continue
+            if p.store_id is not None and p.store_id in retired:
+                # A drained store was removed for good: placement refuses it (PD semantics).
+                say(f"{p.name} (store {p.store_id}) was drained and removed: not started")
+                continue
+            self._spawn(spec, p, store_argv(spec, p), started)
         spec.save()
         stores = [s for s in started if s.spec.role == "store"]
         if stores:
@@ -427,6 +434,15 @@ class LocalCluster:
         say("waiting for the stores to serve and a write to succeed...")
         await self._wait_ready(spec, started, deadline, timeout)
         spec.save()
+
+    async def _tombstoned_stores(self, spec: ClusterSpec) -> set[int]:
+        """Ids of the stores placement has retired (tombstone); empty if it cannot say."""
+        try:
+            async with PlacementClient(spec.placement.address, timeout=2.0) as pd:
+                stores = await pd.get_all_stores()
+        except PlacementClientError:
+            return set()
+        return {s.id for s in stores if s.state == StoreState.Tombstone}
 
     def _spawn(
         self, spec: ClusterSpec, p: ProcessSpec, argv: list[str], started: list[_Started]
