@@ -533,16 +533,31 @@ def make_move_peer(
 
 def make_leave_joint(
     region: Region,
+    leader_store: int | None = None,
     *,
     now: float,
     desc: str = "",
     region_size: int = 0,
     timeouts: OperatorTimeouts = DEFAULT_TIMEOUTS,
 ) -> Operator:
-    """Leave a joint configuration left behind (e.g. by an operator that timed out)."""
+    """Leave a joint configuration left behind (e.g. by an operator that timed out).
+
+    A leader that is itself a DemotingVoter first hands the leadership to a voter that
+    stays one (PD ``CreateLeaveJointStateOperator``): a store refuses to leave the joint
+    state with a demoting leader, as TiKV does, so without the transfer the region would
+    stay joint for good.
+    """
     if not is_joint(region):
         raise OperatorError(f"region {region.id} is not in a joint configuration")
-    plan = _Plan(region, None)
+    plan = _Plan(region, leader_store)
+    leader = region.peer_on_store(leader_store) if leader_store is not None else None
+    if leader is not None and leader.role == PeerRole.DemotingVoter:
+        staying = [p for p in region.peers if p.role == PeerRole.Voter] + [
+            p for p in region.peers if p.role == PeerRole.IncomingVoter
+        ]
+        if not staying:
+            raise OperatorError(f"region {region.id}: no voter to take over the leadership")
+        plan.transfer_leader(staying[0].store_id)
     plan.joint_leave()
     return plan.build(
         OperatorKind.LEAVE_JOINT,

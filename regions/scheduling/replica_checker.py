@@ -155,7 +155,7 @@ def check_region(
     leader = rv.leader.store_id
     common = _Common(now, rv.size, config.timeouts)
     if is_joint(region):
-        return make_leave_joint(region, desc="replica-checker: leave joint", **common.kw())
+        return make_leave_joint(region, leader, desc="replica-checker: leave joint", **common.kw())
     op = _fix_lost_peers(sp, rv, leader, alloc_id, config, common)
     if op is not None:
         return op

@@ -177,6 +177,23 @@ def test_leave_joint_operator() -> None:
         make_leave_joint(sim.regions[1], now=0.0)
 
 
+def test_leave_joint_with_a_demoting_leader_transfers_the_leadership_first() -> None:
+    """The leader died inside a move and the demoting voter won the election: a store
+    refuses to leave joint with a demoting leader, so the operator hands it over first."""
+    sim = three()
+    demoted = sim.regions[1].peer_on_store(2)
+    assert demoted is not None
+    r = enter_joint(add_learner(sim.regions[1], Peer(40, 4)), [Peer(40, 4)], [demoted])
+    sim.regions[1] = r
+    op = make_leave_joint(r, 2, now=0.0)
+    assert kinds(op) == [TransferLeader, JointLeave]
+    transfer = op.steps[0]
+    assert isinstance(transfer, TransferLeader) and transfer.from_store == 2
+    assert r.peer_on_store(transfer.to_store).role == PeerRole.Voter  # type: ignore[union-attr]
+    # A leader that stays a voter needs no transfer.
+    assert kinds(make_leave_joint(r, 1, now=0.0)) == [JointLeave]
+
+
 def test_split_operator() -> None:
     sim = three()
     op = make_split_region(sim.regions[1], [b"m"], now=0.0)
