@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -20,6 +21,37 @@ def cluster(tmp_path: Path) -> Iterator[Cluster]:
         yield c
     finally:
         c.kill_all()
+
+
+class ClusterFactory:
+    """Makes clusters with options (``make_cluster(stores=5, store_settings={...})``), each in
+    its own directory of the test's ``tmp_path``; all of them are killed after the test."""
+
+    def __init__(self, root: Path) -> None:
+        self.root = root
+        self.made: list[Cluster] = []
+
+    def __call__(self, **options: Any) -> Cluster:
+        c = Cluster(self.root / f"cluster{len(self.made)}", **options)
+        self.made.append(c)
+        return c
+
+    def log_tails(self, lines: int = 40) -> str:
+        return "\n".join(c.log_tails(lines) for c in self.made)
+
+    def kill_all(self) -> None:
+        for c in self.made:
+            c.kill_all()
+
+
+@pytest.fixture
+def make_cluster(tmp_path: Path) -> Iterator[ClusterFactory]:
+    """A factory of clusters with options, not started yet; every one is killed after."""
+    factory = ClusterFactory(tmp_path)
+    try:
+        yield factory
+    finally:
+        factory.kill_all()
 
 
 @pytest.hookimpl(hookwrapper=True)

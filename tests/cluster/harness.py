@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import itertools
 import signal
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Awaitable, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import trio
 
@@ -44,11 +45,16 @@ from multiraft.wire import (
     RegionStatus,
     RegionStatusResult,
     RequestError,
+    Scan,
+    ScanResult,
     StoreStatus,
     StoreStatusResult,
 )
-from multiraft.wire.placement_messages import RegionRoute
+from multiraft.wire.placement_messages import ManualOperator, OperatorInfo, RegionRoute
 from regions.region import RegionEpoch
+from regions.scheduling import OperatorStatus
+
+_T = TypeVar("_T")
 
 HOST = "127.0.0.1"
 #: Seconds a whole cluster gets to start and take a write.
@@ -92,7 +98,13 @@ class ClusterFailed(AssertionError):
 class Cluster:
     """A placement service and ``stores`` stores, as subprocesses (see the module docstring)."""
 
-    def __init__(self, root: Path, *, stores: int = 3, fault_injection: bool = True) -> None:
+    def __init__(
+        self, root: Path, *, stores: int = 3, fault_injection: bool = True,
+        placement_settings: Mapping[str, object] | None = None,
+        store_settings: Mapping[str, object] | None = None,
+    ) -> None:  # fmt: skip
+        """``placement_settings`` and ``store_settings`` go to the ``[placement]`` and
+        ``[store]`` tables of the config files the processes read (``--config``)."""
         self.spec = ClusterSpec(root.resolve(), HOST)
         names = ["placement"] + [f"store{i}" for i in range(1, stores + 1)]
         ports = supervisor.free_ports(HOST, 2 * len(names))
@@ -105,12 +117,18 @@ class Cluster:
                 )
             )  # fmt: skip
         (self.spec.root / "placement.toml").parent.mkdir(parents=True, exist_ok=True)
-        (self.spec.root / "placement.toml").write_text("[placement]\nbootstrap_replicas = 3\n")
+        settings = {"bootstrap_replicas": 3, **(placement_settings or {})}
+        (self.spec.root / "placement.toml").write_text(_toml("placement", settings))
         self.placement = Node(self.spec.placement, placement_argv(self.spec, self.spec.placement))
         self.stores = [
             Node(p, store_argv(self.spec, p, fault_injection=fault_injection))
             for p in self.spec.stores
         ]
+        if store_settings:
+            path = self.spec.root / "store.toml"
+            path.write_text(_toml("store", store_settings))
+            for n in self.stores:
+                n.argv = [*_without_flags(n.argv, store_settings), "--config", str(path)]
         self.cluster_id = 0
         #: The pids of every process ever started, for the final cleanup.
         self._spawned: list[subprocess.Popen[bytes]] = []
@@ -161,8 +179,12 @@ class Cluster:
                 self._spawn(n)
             await self.wait_writable()
             async with self.client() as client:
-                stores = await client.list_stores()
-            ids = {s.address: s.id for s in stores}
+                while True:  # beyond the bootstrap replicas, stores may register later
+                    ids = {s.address: s.id for s in await client.list_stores()}
+                    if all(n.address in ids for n in self.stores):
+                        break
+                    self.check_alive()
+                    await trio.sleep(POLL)
             for n in self.stores:
                 n.spec.store_id = ids[n.address]
 
@@ -183,6 +205,19 @@ class Cluster:
         node.killed = True
         node.popen.send_signal(signal.SIGKILL)
         node.popen.wait(timeout=10)
+
+    async def wait_exit(self, node: Node, timeout: float = 30.0) -> int:  # noqa: ASYNC109
+        """Wait for ``node`` to exit by itself (a retired store stops); its exit status.
+        From then on its exit is not a failure."""
+        assert node.popen is not None, f"{node.name} was never started"
+        popen = node.popen
+
+        async def exited() -> int | None:
+            return popen.poll()
+
+        status = await wait_until(exited, f"{node.name} to exit", timeout=timeout)
+        node.killed = True
+        return status
 
     async def restart(self, node: Node, timeout: float = 30.0) -> None:  # noqa: ASYNC109
         """Start ``node`` again (same ports and data); return once it answers StoreStatus."""
@@ -225,13 +260,27 @@ class Cluster:
         async with self.client() as client:
             return await client.locate(b"")
 
-    async def admin(self, node: Node, command: Any, region_id: int = 0) -> AdminResult:
-        """Send one admin command to ``node`` on a fresh connection."""
-        resp = await self._rpc(node, lambda rpc: rpc.admin(
-            AdminRequest(0, region_id, RegionEpoch(), command), timeout=5.0))  # fmt: skip
+    def pd(self) -> PlacementClient:
+        """A client of the placement service (``async with cluster.pd() as pd``)."""
+        return PlacementClient(self.placement_address, timeout=5.0)
+
+    async def admin(
+        self, node: Node, command: Any, region_id: int = 0, epoch: RegionEpoch | None = None
+    ) -> AdminResult:
+        """Send one admin command (made for ``epoch``) to ``node`` on a fresh connection;
+        raise ClusterFailed if the store refuses it."""
+        result = await self.admin_answer(node, command, region_id, epoch)
+        if isinstance(result, RequestError):
+            raise ClusterFailed(f"{node.name} refused {command!r}: {result!r}")
+        return result
+
+    async def admin_answer(
+        self, node: Node, command: Any, region_id: int = 0, epoch: RegionEpoch | None = None
+    ) -> AdminResult | RequestError:
+        """:meth:`admin`, returning the store's refusal instead of raising it."""
+        req = AdminRequest(0, region_id, epoch if epoch is not None else RegionEpoch(), command)
+        resp = await self._rpc(node, lambda rpc: rpc.admin(req, timeout=5.0))
         assert isinstance(resp, AdminResponse)
-        if isinstance(resp.result, RequestError):
-            raise ClusterFailed(f"{node.name} refused {command!r}: {resp.result!r}")
         return resp.result
 
     async def kv(
@@ -304,18 +353,141 @@ class Cluster:
                     return
                 await trio.sleep(POLL)
 
-    async def wait_converged(self, region_id: int, *, timeout: float = 20.0) -> int:  # noqa: ASYNC109
-        """Poll until the leader has committed its whole log and every live store applied it;
-        returns that index (call when no client writes are in flight)."""
+    async def wait_converged(
+        self, region_id: int, *, among: list[Node] | None = None,
+        timeout: float = 20.0,  # noqa: ASYNC109
+    ) -> int:  # fmt: skip
+        """Poll until the leader has committed its whole log and every live store (of
+        ``among``, default all) applied it; returns that index (call when no client writes
+        are in flight)."""
+        nodes = [n for n in (among if among is not None else self.stores) if n.alive]
         with fail_after(timeout, f"every replica of region {region_id} to apply the whole log"):
             while True:
-                leader, _ = await self.leader(region_id)
+                leader, _ = await self.leader(region_id, among=nodes)
                 lst = await self.region_status(leader, region_id)
                 if lst is not None and lst.commit_index == lst.last_index:
-                    sts = [await self.region_status(n, region_id) for n in self.stores if n.alive]
+                    sts = [await self.region_status(n, region_id) for n in nodes]
                     if all(s is not None and s.applied_index == lst.commit_index for s in sts):
                         return lst.commit_index
                 await trio.sleep(POLL)
+
+    # -- regions and operators -------------------------------------------------------------
+
+    async def wait_region_table(self, *, timeout: float = 30.0) -> list[RegionRoute]:  # noqa: ASYNC109
+        """Poll until placement's region table covers the key space without overlap or gap
+        and every live store agrees with it (``region_checks.region_table_problems``);
+        returns the table. On timeout the last problems found are in the error."""
+        problems: list[str] = []
+        try:
+            with fail_after(timeout, "a consistent region table"):
+                while True:
+                    self.check_alive()
+                    routes, problems = await self.region_table_problems()
+                    if not problems:
+                        return routes
+                    await trio.sleep(POLL * 4)
+        except ClusterFailed as e:
+            raise ClusterFailed(f"{e}; still wrong:\n  " + "\n  ".join(problems)) from None
+
+    async def region_table_problems(self) -> tuple[list[RegionRoute], list[str]]:
+        """Placement's region table, and what is wrong with it: a gap, an overlap, a range
+        out of order, or a live store that disagrees (a replica missing, left over, or with
+        another descriptor than placement's; a store counting other replicas than the table
+        puts on it)."""
+        async with self.pd() as pd:
+            routes = await pd.scan_regions(b"", b"")
+        problems: list[str] = []
+        if not routes:
+            return routes, ["placement knows no region"]
+        if routes[0].region.start_key != b"" or routes[-1].region.end_key != b"":
+            problems.append(f"the table does not span the key space: it starts at "
+                            f"{routes[0].region.start_key!r} and ends at "
+                            f"{routes[-1].region.end_key!r}")  # fmt: skip
+        for left, right in itertools.pairwise(routes):
+            a, b = left.region, right.region
+            if not a.end_key or a.end_key != b.start_key:
+                problems.append(f"region {a.id} ends at {a.end_key!r} but the next one, "
+                                f"{b.id}, starts at {b.start_key!r}")  # fmt: skip
+        for r in routes:
+            g = r.region
+            if g.end_key and g.start_key >= g.end_key:
+                problems.append(f"region {g.id} has an empty range [{g.start_key!r}, "
+                                f"{g.end_key!r})")  # fmt: skip
+            if r.leader is None or g.peer_by_id(r.leader.id) is None:
+                problems.append(f"region {g.id}: leader {r.leader} is not one of its peers")
+        if len({r.region.id for r in routes}) != len(routes):
+            problems.append(f"region ids repeat: {[r.region.id for r in routes]}")
+        for node in self.stores:
+            if not node.alive:
+                continue
+            mine = [r.region for r in routes if r.region.peer_on_store(node.store_id)]
+            count = (await self.store_status(node)).region_count
+            if count != len(mine):
+                problems.append(f"{node.name} holds {count} replicas, the table puts "
+                                f"{len(mine)} there ({[g.id for g in mine]})")  # fmt: skip
+            for r in routes:
+                st = await self.region_status(node, r.region.id)
+                expected = r.region if r.region.peer_on_store(node.store_id) else None
+                got = st.region if st is not None else None
+                if got != expected:
+                    problems.append(f"{node.name} has region {r.region.id} as {got}, "
+                                    f"placement as {expected}")  # fmt: skip
+        return routes, problems
+
+    async def replicas_agree(self, *, timeout: float = 30.0) -> dict[bytes, bytes]:  # noqa: ASYNC109
+        """Wait for a consistent region table and for every region's live replicas to apply
+        its whole log (call with no writes in flight); then check that a stale scan of each
+        replica (its applied state) returns exactly what a linearizable scan through the
+        client returns for the region's range. Returns the cluster's whole content."""
+        routes = await self.wait_region_table(timeout=timeout)
+        holders = {r.region.id: [n for n in self.stores if n.alive
+                                 and r.region.peer_on_store(n.store_id)] for r in routes}  # fmt: skip
+        for r in routes:
+            await self.wait_converged(r.region.id, among=holders[r.region.id], timeout=timeout)
+        async with self.client(timeout=15.0) as client:
+            everything = await client.scan(b"", b"", 10**6)
+        for r in routes:
+            g = r.region
+            want = [(k, v) for k, v in everything
+                    if g.start_key <= k and (not g.end_key or k < g.end_key)]  # fmt: skip
+            for node in holders[g.id]:
+                resp = await self.kv(node, r, Scan(g.start_key, g.end_key, 0),
+                                     read_mode=ReadMode.Stale)  # fmt: skip
+                assert isinstance(resp.result, ScanResult), (node.name, g.id, resp.result)
+                got = resp.result.pairs
+                if got != want:
+                    missing = sorted(set(want) - set(got))[:5]
+                    extra = sorted(set(got) - set(want))[:5]
+                    raise ClusterFailed(f"{node.name}'s replica of region {g.id} differs from a "
+                                        f"linearizable scan: missing {missing}, extra {extra}")  # fmt: skip
+        return dict(everything)
+
+    async def run_operator(
+        self, kind: ManualOperator, region_id: int, *, from_store: int = 0, to_store: int = 0,
+        split_key: bytes = b"", timeout: float = 30.0,  # noqa: ASYNC109
+    ) -> OperatorInfo:  # fmt: skip
+        """Add a manual operator through placement and wait until it ends; it must succeed.
+        Returns its final state."""
+        async with self.pd() as pd:
+            started = await pd.add_operator(kind, region_id, from_store=from_store,
+                                            to_store=to_store, split_key=split_key)  # fmt: skip
+            what = f"{kind.name} on region {region_id} ({started.desc}) to end"
+            info: OperatorInfo | None = started
+            with fail_after(timeout, what):
+                while True:
+                    # Not get_operator: the scheduler may start another operator on the
+                    # region as soon as this one ends, and that one would hide it.
+                    info = next((op for op in await pd.list_operators()
+                                 if op.region_id == region_id
+                                 and op.created_at == started.created_at), None)  # fmt: skip
+                    if info is not None and info.finished_at is not None:
+                        break
+                    await trio.sleep(POLL)
+        assert info is not None
+        if info.status != OperatorStatus.SUCCESS:
+            raise ClusterFailed(f"{kind.name} on region {region_id} ended {info.status} at step "
+                                f"{info.step_index} of {[s.describe() for s in info.steps]}")  # fmt: skip
+        return info
 
     async def partition(self, isolated: Node) -> None:
         """Cut ``isolated`` off from every other store (both directions)."""
@@ -341,6 +513,51 @@ def _kill_leftovers() -> None:
         if p.poll() is None:
             with contextlib.suppress(OSError):
                 p.kill()
+
+
+def _without_flags(argv: list[str], settings: Mapping[str, object]) -> list[str]:
+    """``argv`` without the ``--flag value`` pairs of ``settings`` (a flag would override the
+    config file, e.g. the local cluster's ``--region-split-size``)."""
+    flags = {"--" + key.replace("_", "-") for key in settings}
+    out: list[str] = []
+    skip = False
+    for arg in argv:
+        if skip:
+            skip = False
+        elif arg in flags:
+            skip = True
+        else:
+            out.append(arg)
+    return out
+
+
+def _toml(table: str, settings: Mapping[str, object]) -> str:
+    """A TOML document with one table of scalar settings."""
+    lines = [f"[{table}]"]
+    for key, v in settings.items():
+        if isinstance(v, bool):
+            text = "true" if v else "false"
+        elif isinstance(v, int | float):
+            text = repr(v)
+        else:
+            text = '"' + str(v).replace("\\", "\\\\").replace('"', '\\"') + '"'
+        lines.append(f"{key} = {text}")
+    return "\n".join(lines) + "\n"
+
+
+async def wait_until(
+    check: Callable[[], Awaitable[_T | None]],
+    what: str,
+    *,
+    timeout: float = 30.0,  # noqa: ASYNC109
+) -> _T:
+    """Poll ``check`` until it returns something other than None or False; return that."""
+    with fail_after(timeout, what):
+        while True:
+            got = await check()
+            if got is not None and got is not False:
+                return got
+            await trio.sleep(POLL)
 
 
 @contextlib.contextmanager

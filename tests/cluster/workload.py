@@ -18,20 +18,25 @@ swaps succeed.
 Keys rotate, as in Jepsen's register tests: ``key_count`` keys at a time, named
 ``<prefix>/<generation>/<i>``, and the generation advances after about ``ops_per_key``
 operations per key, so that no key collects more operations than the checker handles
-comfortably however long the test runs (reliability-anchors.md §0).
+comfortably however long the test runs (reliability-anchors.md §0). With ``slot_major`` the
+key is ``<prefix>/<i>/<generation>`` instead, so that each slot ``i`` keeps to one range of
+the key space whatever the generation (a test that splits at ``<prefix>/2`` keeps slots
+0 and 1 on one side).
 """
 
 from __future__ import annotations
 
 import random
+import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 import trio
 
 from multiraft.client import Client, ClientError
-from tests.cluster.harness import fail_after
+from tests.cluster.harness import Cluster, fail_after
 from tests.support.history import HistoryRecorder, Op, Result
+from tests.support.linearizability import check
 
 
 @dataclass
@@ -62,6 +67,7 @@ class Workload:
         workers: int = 4,
         seed: int = 0,
         op_timeout: float = 3.0,
+        slot_major: bool = False,
     ) -> None:
         self.placement = placement
         self.recorder = recorder
@@ -74,6 +80,7 @@ class Workload:
         self.workers = workers
         self.seed = seed
         self.op_timeout = op_timeout
+        self.slot_major = slot_major
         self.stats = WorkloadStats()
         self._stopping = False
         #: Set (and replaced) whenever an operation completes ok.
@@ -134,7 +141,8 @@ class Workload:
     def _key(self, i: int) -> bytes:
         generation = self._invoked // (self.ops_per_key * self.key_count)
         self._invoked += 1
-        key = b"%s/%d/%d" % (self.prefix, generation, i)
+        first, second = (i, generation) if self.slot_major else (generation, i)
+        key = b"%s/%d/%d" % (self.prefix, first, second)
         if key not in self.keys:
             self.keys.append(key)
         return key
@@ -192,3 +200,21 @@ async def final_reads(
                 raise
             recorder.complete(op_id, values[key])
     return values
+
+
+async def check_workload(cluster: Cluster, workload: Workload) -> dict[bytes, bytes]:
+    """After :meth:`Workload.stop` and its run ended: a final read of every key is recorded,
+    the whole history is linearizable (so no acknowledged write was lost), and every replica
+    of every region holds the same data (``Cluster.replicas_agree``). Returns the cluster's
+    content."""
+    final = await final_reads(cluster.placement_address, workload.recorder, workload.keys)
+    history = workload.recorder.history()
+    t0 = time.monotonic()
+    result = check(history, timeout=60)
+    print(f"{workload.stats.describe()}; checked {len(history)} ops on "
+          f"{len(workload.keys)} keys in {time.monotonic() - t0:.2f}s")  # fmt: skip
+    assert result.ok is True, f"{result.verdict}:\n{result.explanation}"
+    content = await cluster.replicas_agree()
+    for key, value in final.items():
+        assert content.get(key) == value, (key, value, content.get(key))
+    return content
