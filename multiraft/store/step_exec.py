@@ -55,8 +55,8 @@ from multiraft.wire.messages import (
 )
 from multiraft.wire.messages import TransferLeader as TransferLeaderCmd
 from regions.conf_change import PeerChange
-from regions.region import Region, RegionEpoch
-from regions.scheduling import SplitRegion, Step
+from regions.region import PeerRole, Region, RegionEpoch
+from regions.scheduling import JointLeave, SplitRegion, Step
 from regions.scheduling import TransferLeader as TransferLeaderStep
 
 __all__ = ["IdSource", "SplitOutcome", "StepExecutor"]
@@ -127,10 +127,30 @@ class StepExecutor:
             return await self.split(region_id, step.epoch, list(step.keys))
         if isinstance(step, TransferLeaderStep):
             return await self.transfer_leader(region_id, step.to_store)
+        if isinstance(step, JointLeave):
+            handover = self._demoting_leader_handover(region_id)
+            if handover is not None:
+                # We may not leave joint while demoting ourselves (admin_propose refuses,
+                # as TiKV does): hand over to a voter that stays one, which then gets the
+                # same step from placement and leaves (PD's ChangePeerV2Leave does this).
+                return await self.transfer_leader(region_id, handover)
         changes = step.conf_changes()
         if changes is None:
             return Internal(f"the store cannot run step {step.describe()}")
         return await self.change_peers(region_id, step.epoch, changes)
+
+    def _demoting_leader_handover(self, region_id: int) -> int | None:
+        """The store to hand leadership to if this leader is a DemotingVoter, else None."""
+        r = self._loop.router.get(region_id)
+        if r is None or r.region.peer_by_id(r.peer.id) is None:
+            return None
+        if r.region.peer_by_id(r.peer.id).role != PeerRole.DemotingVoter:  # type: ignore[union-attr]
+            return None
+        for role in (PeerRole.Voter, PeerRole.IncomingVoter):
+            for p in r.region.peers:
+                if p.role == role:
+                    return p.store_id
+        return None
 
     def _heartbeat_soon(self, region_id: int) -> None:
         loop = self._loop

@@ -31,7 +31,7 @@ from multiraft.wire.messages import (
 from multiraft.wire.placement_messages import RegionHeartbeatReply
 from regions.conf_change import PeerChange, to_conf_change_v2
 from regions.region import Peer, PeerRole, Region, RegionEpoch
-from regions.scheduling import TransferLeader
+from regions.scheduling import JointLeave, TransferLeader
 from tests.store.harness import Cluster, wait_until
 
 ADD_LEARNER = ConfChangeType.AddLearnerNode
@@ -281,4 +281,37 @@ async def test_a_change_the_rules_refuse_that_reaches_the_log_is_skipped_everywh
                 p.id for p in r.region.peers
             )
         assert (await c.kv(leader, Put(b"still", b"fine"))).result == WriteOk()
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_demoting_leader_asked_to_leave_joint_hands_over_first(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """A leader elected while demoting (the old leader died inside a move) may not leave the
+    joint state itself: given the JointLeave step it hands leadership to a staying voter,
+    which leaves when it gets the same step."""
+    async with trio.open_nursery() as nursery:
+        c = Cluster(tmp_path, nursery, n=4)
+        await c.start()
+        new = Peer(601, 4, PeerRole.Learner)
+        assert await change(c, [PeerChange(ADD_LEARNER, new)]) == WriteOk()
+        old = await follower_peer(c)
+        assert await change(c, [PeerChange(ADD_VOTER, new), PeerChange(ADD_LEARNER, old)]) == WriteOk()
+        await wait_until(lambda: converged(c, [1, 2, 3, 4], RegionEpoch(4, 1)))
+        leader = await c.wait_leader()
+        lr = leader.router.get(1)
+        assert lr is not None
+        lr.raw_node.transfer_leader(old.id)  # around the store's voter-only check
+        leader.loop.dirty[1] = lr
+        await wait_until(lambda: c.leader(1) is c.store(old.store_id))
+        demoting = c.store(old.store_id)
+        region = region_on(demoting)
+        assert region is not None
+        step = JointLeave(region.epoch, (), ())
+        assert await demoting.steps.execute(1, step) == WriteOk()  # the hand-over
+        await wait_until(lambda: c.leader(1) is not None and c.leader(1) is not demoting)
+        assert await c.leader(1).steps.execute(1, step) == WriteOk()  # type: ignore[union-attr]
+        await wait_until(lambda: converged(c, [1, 2, 3, 4], RegionEpoch(6, 1)))
+        roles = {p.store_id: p.role for p in region_on(c.store(4)).peers}  # type: ignore[union-attr]
+        assert roles[4] == PeerRole.Voter and roles[old.store_id] == PeerRole.Learner
         nursery.cancel_scope.cancel()
