@@ -671,6 +671,9 @@ class Client:
         if action is Action.INDETERMINATE:
             raise IndeterminateWrite(f"{call.what}: outcome unknown: {e}")
         self._cache.switch_peer(region_id, peer)
+        if not isinstance(e, RpcTimeout):
+            # The store is unreachable, not slow: no region it led is worth trying there.
+            self._cache.invalidate_led_by(peer.store_id)
         raise _Retry(f"store {peer.store_id}: {e}", unavailable=not isinstance(e, RpcTimeout),
                      fast=True)  # fmt: skip
 

@@ -167,3 +167,12 @@ def test_invalidate_and_clear() -> None:
     assert cache.get(3) is not None
     cache.clear()
     assert cache.routes() == [] and cache.get(1) is None
+
+
+def test_an_unreachable_store_forgets_every_region_it_led() -> None:
+    cache = RegionCache()
+    for i, (start, end, leader) in enumerate(((b"", b"g", 1), (b"g", b"p", 2), (b"p", b"", 1))):
+        assert cache.insert(route(region(10 + i, start, end), leader))
+    assert cache.invalidate_led_by(1) == 2
+    assert [r.region.id for r in cache.routes()] == [11]
+    assert cache.invalidate_led_by(1) == 0
