@@ -218,6 +218,13 @@ class _Call:
         self.last = ""
         self.unavailable = False
 
+    def progressed(self) -> None:
+        """One step of a multi-region call succeeded: the next region starts its retries
+        afresh (its own fast retries and backoff); the call's deadline still bounds all."""
+        self.backoff.reset()
+        self.fast_left = MAX_FAST_RETRIES
+        self.unavailable = False
+
 
 def _end_min(a: bytes, b: bytes) -> bytes:
     """The smaller of two range ends, where an empty end means unbounded."""
@@ -460,6 +467,7 @@ class Client:
                                         f"or outside [{lo!r}, {sub_end!r})")  # fmt: skip
                 prev = k
             out.extend(pairs)
+            call.progressed()
             if len(pairs) == want:
                 # A full page: the region may hold more; go on just after the last key.
                 lo = pairs[-1][0] + b"\x00"

@@ -146,6 +146,10 @@ class Backoff:
         #: Backoffs taken so far.
         self.attempt = 0
 
+    def reset(self) -> None:
+        """Start again from the first (shortest) delay."""
+        self.attempt = 0
+
     def next_delay(self, *, floor: float = 0.0) -> float:
         """The next delay in seconds (and count it)."""
         ceiling = min(self.cap, self.base * 2 ** min(self.attempt, 32))

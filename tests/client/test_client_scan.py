@@ -7,7 +7,7 @@ import trio
 import trio.testing
 
 from multiraft.client import IndeterminateWrite
-from multiraft.wire import BatchPut, Scan, StaleCommand
+from multiraft.wire import BatchPut, NotLeader, Scan, StaleCommand
 from tests.client.fakes import FakeCluster, populate
 from tests.client.harness import Harness
 
@@ -138,3 +138,24 @@ async def test_batch_put_partly_written_is_indeterminate(
             await c.batch_put([(k, b"z") for k in KEYS])
         assert not info.value.definite
     assert b"a" in h.cluster.data and b"z" not in h.cluster.data  # the others were written
+
+
+async def test_each_region_of_a_scan_gets_its_own_retries(
+    autojump_clock: trio.testing.MockClock,
+) -> None:
+    """Every region refuses the first attempt with no leader hint (as after its leader's
+    store was drained): retries restart per region, so 26 regions fit a 3 s deadline that
+    one shared, growing backoff (up to 0.5 s a wait) would blow."""
+    cluster = FakeCluster()
+    for k in KEYS[1:]:
+        cluster.split(k)
+    populate(cluster, KEYS)
+    h = Harness(cluster)
+    async with h.client() as c:
+        assert len(await c.scan()) == 26  # warm the cache: every leader on store 1
+        for rid in cluster.regions:
+            cluster.inject(NotLeader(rid, None), store=1, region=rid)
+        cluster.set_all_leaders(2)
+        with trio.fail_after(3):
+            pairs = await c.scan(timeout=3)
+    assert pairs == [(k, b"v-" + k) for k in KEYS]
