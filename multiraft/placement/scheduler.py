@@ -113,6 +113,9 @@ class OperatorController:
         self.config = config if config is not None else SchedulerConfig()
         self._metrics = metrics
         self._running: dict[int, Operator] = {}
+        #: Called when an operator ends (the service starts its next scheduling pass early:
+        #: the freed store slot should not wait for the pass interval).
+        self.on_finish: Callable[[], None] | None = None
         self._history: deque[FinishedOperator] = deque(maxlen=self.config.history_size)
 
     # -- queries ------------------------------------------------------------------------------
@@ -274,6 +277,8 @@ class OperatorController:
         if self._running.get(op.region_id) is not op:
             return
         del self._running[op.region_id]
+        if self.on_finish is not None:
+            self.on_finish()
         end = op.finished_at if op.finished_at is not None else now
         self._history.append(FinishedOperator(op, op.status, op.created_at, end))
         m = self._metrics

@@ -191,10 +191,20 @@ class PlacementLoop:
             now = trio.current_time()
             for r in self._due(now):
                 await self.region_heartbeat(r)
-            pending = any(r.reported_pending for r in loop.router)
-            with trio.move_on_after(PENDING_POLL if pending else self._region_interval):
+            # Sleep until the earliest leader is due (not a whole interval after the last
+            # wake-up, which could make a region wait almost two intervals), or a wake-up.
+            with trio.move_on_at(self._next_due(trio.current_time())):
                 await loop.heartbeat_event.wait()
             loop.heartbeat_event = trio.Event()
+
+    def _next_due(self, now: float) -> float:
+        """When the next leader's periodic heartbeat is due (at most one interval away)."""
+        due = now + self._region_interval
+        for r in self._loop.router:
+            if r.is_leader() and r.initialized:
+                period = PENDING_POLL if r.reported_pending else self._region_interval
+                due = min(due, r.last_heartbeat + period)
+        return max(due, now + 0.01)
 
     async def region_heartbeat(self, r: Replica) -> None:
         """Report ``r`` (if it still leads) to placement."""
