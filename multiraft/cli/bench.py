@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import typer
 
 bench_app = typer.Typer(help="Run benchmarks and print their figures.", no_args_is_help=True)
@@ -62,3 +64,36 @@ def bench_storage(
 
     storage.main(seconds=seconds, as_json=as_json)
     codec.main(seconds=seconds, as_json=as_json)
+
+
+@bench_app.command("regions")
+def bench_regions(
+    only: str | None = typer.Option(None, "--only", help="split, move or drain (default: all)."),
+    repeat: int = typer.Option(20, "--repeat", help="Splits to time."),
+    move_mib: str = typer.Option("10,100", "--move-mib", help="Region sizes to move, MiB."),
+    regions: int = typer.Option(100, "--regions", help="Regions in the drain."),
+    stores: int = typer.Option(4, "--stores", help="Stores per cluster (at least 4)."),
+    value_size: int = typer.Option(1024, "--value-size", help="Bytes per value loaded."),
+    region_kib: int = typer.Option(64, "--region-kib", help="KiB loaded per drained region."),
+    store_setting: Annotated[
+        list[str] | None,
+        typer.Option("--store-setting", metavar="KEY=VALUE", help="A store setting (repeatable)."),
+    ] = None,
+    placement_setting: Annotated[
+        list[str] | None,
+        typer.Option("--placement-setting", metavar="KEY=VALUE", help="A placement setting."),
+    ] = None,
+    timeout: float = typer.Option(900.0, "--timeout", help="Seconds any one wait may take."),
+    as_json: bool = typer.Option(False, "--json", help="Print JSON instead of tables."),
+    data_dir: str | None = typer.Option(
+        None, "--data-dir", help="Keep the clusters' data and logs here (default: a temp dir)."
+    ),
+) -> None:
+    """Split, move and drain on local clusters of real processes the bench starts itself."""
+    from multiraft.bench.regions_cli import bench_command
+
+    bench_command(
+        only=only, as_json=as_json, data_dir=data_dir, repeat=repeat, move_mib=move_mib,
+        regions=regions, stores=stores, value_size=value_size, region_kib=region_kib,
+        store=store_setting or [], placement=placement_setting or [], timeout=timeout,
+    )  # fmt: skip
