@@ -715,6 +715,8 @@ class ReadyLoop:
             self.transport.send(env.to_peer.store_id, env)  # best effort: no unreachable report
         for r, _ in readies:
             if r.destroyed:
+                if r.replaced_by_split:
+                    continue  # its region lives on in the replica the split created
                 finish_destroy(r, self.router, self.cleaner)
                 continue
             r.raw_node.advance_apply_to(r.applied_index)

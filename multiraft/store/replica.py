@@ -182,6 +182,9 @@ class Replica:
         #: Set when this replica applied its own removal; destroyed in the same round.
         self.destroy_pending = False
         self.destroyed = False
+        #: An uninitialized replica a split replaced (its storage lives on in the new one):
+        #: destroyed for the loop (never stepped or staged again) but not tombstoned.
+        self.replaced_by_split = False
         #: When the last region heartbeat was sent (``trio.current_time()``).
         self.last_heartbeat = -1.0
         #: The last region heartbeat reported peers catching up (heartbeat more often).

@@ -141,6 +141,10 @@ class SplitInstaller:
                         self.store_id, rid)  # fmt: skip
             return None
         if existing is not None:
+            # The old object may still sit in this round's dirty set or Readies: it must
+            # never touch the storage it hands over again, nor be tombstoned after the commit.
+            existing.destroyed = True
+            existing.replaced_by_split = True
             router.remove(rid)
         if storage is None:
             storage = RaftStorage(self.engine, rid, snapshot_producer=self.producer)
