@@ -315,3 +315,33 @@ async def test_a_demoting_leader_asked_to_leave_joint_hands_over_first(
         roles = {p.store_id: p.role for p in region_on(c.store(4)).peers}  # type: ignore[union-attr]
         assert roles[4] == PeerRole.Voter and roles[old.store_id] == PeerRole.Learner
         nursery.cancel_scope.cancel()
+
+
+async def test_a_conf_change_made_for_an_old_conf_ver_is_skipped_at_apply(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """The epoch is checked again at apply (multiraft-design §4.1): a change proposed around
+    the propose-time check with a stale conf_ver changes nothing on any replica."""
+    async with trio.open_nursery() as nursery:
+        c = Cluster(tmp_path, nursery, n=4)
+        await c.start()
+        leader = await c.wait_leader()
+        lr = leader.router.get(1)
+        assert lr is not None
+        learner = Peer(701, 4, PeerRole.Learner)
+        stale = RegionEpoch(lr.region.epoch.conf_ver - 1, lr.region.epoch.version)
+        cmd = RaftCmd(CmdHeader(1, stale), admin=ChangePeerV2([ChangePeer(ADD_LEARNER, learner)]))
+        lr.raw_node.propose_conf_change(
+            encode_cmd(cmd), to_conf_change_v2([PeerChange(ADD_LEARNER, learner)])
+        )
+        index = lr.raw_node.raft.raft_log.last_index()
+        leader.loop.dirty[1] = lr
+        await wait_until(lambda: all(
+            (r := c.store(s).router.get(1)) is not None and r.applied_index >= index
+            for s in (1, 2, 3)))  # fmt: skip
+        for s in (1, 2, 3):
+            r = c.store(s).router.get(1)
+            assert r is not None and r.region.epoch == RegionEpoch(1, 1)
+            assert r.region.peer_by_id(701) is None
+            assert 701 not in r.raw_node.raft.prs().conf().learners
+        nursery.cancel_scope.cancel()

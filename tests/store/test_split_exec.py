@@ -229,3 +229,33 @@ async def test_regions_split_automatically_when_they_grow(tmp_path: Path) -> Non
                 await trio.sleep(0.05)
             assert got == GetResult(value)
         nursery.cancel_scope.cancel()
+
+
+async def test_no_lease_read_while_the_leaders_own_split_is_unapplied(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    """multiraft-design §11.8: once a split is committed, a new region elsewhere may serve part
+    of the leader's range before the leader applies it; its lease must not answer meanwhile."""
+    async with trio.open_nursery() as nursery:
+        c = Cluster(tmp_path, nursery)
+        await c.start()
+        leader = await c.wait_leader()
+        m = leader.metrics
+        assert m is not None
+        assert (await c.kv(leader, Put(b"r", b"1"))).result == WriteOk()
+
+        def reads(kind: str) -> float:
+            return m.raft.reads.labels(kind)._value.get()  # type: ignore[no-any-return]
+
+        assert (await c.kv(leader, Get(b"r"))).result == GetResult(b"1")  # starts a lease
+        r = leader.router.get(1)
+        assert r is not None
+        base = {k: reads(k) for k in ("read_index", "lease")}
+        r.split_index = r.applied_index + 1  # as if our split were committed, not applied
+        assert (await c.kv(leader, Get(b"r"), mode=ReadMode.Lease)).result == GetResult(b"1")
+        await wait_until(lambda: reads("read_index") == base["read_index"] + 1)
+        assert reads("lease") == base["lease"]
+        r.split_index = r.applied_index  # applied: the lease serves again
+        assert (await c.kv(leader, Get(b"r"), mode=ReadMode.Lease)).result == GetResult(b"1")
+        await wait_until(lambda: reads("lease") == base["lease"] + 1)
+        nursery.cancel_scope.cancel()
