@@ -175,3 +175,22 @@ def test_up_refuses_bad_arguments(tmp_path: Path) -> None:
     r = _invoke("cluster", "status", "--data-dir", str(tmp_path / "bad"))
     assert r.exit_code == 1 and "not valid JSON" in _one_line_error(r)
     assert not (tmp_path / "a").exists()
+
+
+@pytest.mark.slow
+def test_a_drained_store_is_retired_and_up_leaves_it_out(local: LocalClusterDir) -> None:
+    """``store drain`` empties a store and placement retires it; the store then stops by itself,
+    and a later ``cluster up`` says so instead of failing on a store that can never rejoin."""
+    _ok(local.run("cluster", "up", "--stores", "4", "--no-schedule"))
+    assert _ok(local.run("kv", "put", "kept", "yes")) == "OK\n"
+    stores = json.loads(_ok(local.run("store", "list", "--json")))
+    region = json.loads(_ok(local.run("region", "list", "--json")))[0]
+    holder = region["peers"][0]["store_id"]
+    out = _ok(local.run("store", "drain", str(holder)))
+    assert "Tombstone" in out, out
+    assert len(stores) == 4
+    _ok(local.run("cluster", "down"))
+    up = local.run("cluster", "up")
+    assert up.returncode == 0, f"{up.stdout}\n{up.stderr}"
+    assert f"(store {holder}) was drained and removed: not started" in up.stdout + up.stderr
+    assert _ok(local.run("kv", "get", "kept")) == "yes\n"
