@@ -282,8 +282,9 @@ def apply_entries(r: Replica, entries: list[Entry], ctx: ApplyContext, now: floa
                 r.lease.renew(p.proposed)
         r.applied_index = e.index
         r.applied_term = e.term
-        r.epoch_tracker.applied(e.index)
         ctx.entries += 1
         if r.destroy_pending:
             break
+    if len(r.epoch_tracker):  # rare: an epoch-changing admin command of ours is in flight
+        r.epoch_tracker.applied(r.applied_index)
     r.storage.set_applied_index(r.applied_index, ctx.batch)
