@@ -29,8 +29,10 @@ import logging
 from collections.abc import Sequence
 from typing import Protocol
 
+import lmdb
 import trio
 
+from multiraft.placement.errors import PlacementClientError
 from multiraft.store.admin_propose import propose_admin
 from multiraft.store.inbox import AdminItem
 from multiraft.store.proposals import Answer, Waiter
@@ -112,7 +114,13 @@ class StepExecutor:
 
     async def _run_step(self, region_id: int, step: Step) -> None:
         try:
-            answer = await self.execute(region_id, step)
+            try:
+                answer = await self.execute(region_id, step)
+            except Exception:
+                # A step is advisory and placement resends it: a failure to run one must
+                # not take the store's other tasks down with it.
+                log.exception("region %d: step %s raised", region_id, step.describe())
+                return
             self.steps_run += 1
             if isinstance(answer, RequestError):
                 log.info("region %d: step %s failed: %s", region_id, step.describe(), answer)
@@ -201,14 +209,20 @@ class StepExecutor:
         if not split_keys:
             from multiraft.store.split_check import middle_key
 
-            mid = await trio.to_thread.run_sync(middle_key, self._loop.engine, region)
+            try:
+                mid = await trio.to_thread.run_sync(middle_key, self._loop.engine, region)
+            except lmdb.Error as exc:
+                return Internal(f"cannot scan region {region_id} for its middle key: {exc}")
             if mid is None:
                 return Internal(f"region {region_id} has too few keys to split in half")
             split_keys = [mid]
         if self._ids is None:
             return Internal("no placement service to allocate split ids")
         n, peers = len(split_keys), len(region.peers)
-        got = await self._ids.alloc_ids(n * (1 + peers))
+        try:
+            got = await self._ids.alloc_ids(n * (1 + peers))
+        except PlacementClientError as exc:  # placement down: the split waits, the store goes on
+            return Internal(f"cannot get split ids from placement: {exc}")
         first: int = got.first  # type: ignore[attr-defined]
         ids = iter(range(first, first + n * (1 + peers)))
         requests = [

@@ -10,6 +10,7 @@ from pathlib import Path
 import trio
 import trio.testing
 
+from multiraft.placement.errors import PlacementUnavailable
 from multiraft.store import Store
 from multiraft.store.step_exec import SplitOutcome
 from multiraft.wire.messages import (
@@ -258,4 +259,25 @@ async def test_no_lease_read_while_the_leaders_own_split_is_unapplied(
         r.split_index = r.applied_index  # applied: the lease serves again
         assert (await c.kv(leader, Get(b"r"), mode=ReadMode.Lease)).result == GetResult(b"1")
         await wait_until(lambda: reads("lease") == base["lease"] + 1)
+        nursery.cancel_scope.cancel()
+
+
+async def test_a_split_while_placement_is_down_fails_and_the_store_goes_on(
+    tmp_path: Path, autojump_clock: trio.testing.MockClock
+) -> None:
+    async with trio.open_nursery() as nursery:
+        c = Cluster(tmp_path, nursery)
+        await c.start()
+        leader = await c.wait_leader()
+        r = leader.router.get(1)
+        assert r is not None
+
+        async def down(n: int = 1) -> object:
+            raise PlacementUnavailable("placement at 127.0.0.1:1 is unreachable")
+
+        c.placement.alloc_ids = down  # type: ignore[method-assign]
+        got = await leader.steps.split(1, r.region.epoch, [b"m"])
+        assert isinstance(got, Internal) and "split ids" in got.message
+        assert r.region.epoch == RegionEpoch(1, 1)
+        assert (await c.kv(leader, Put(b"after", b"1"))).result == WriteOk()
         nursery.cancel_scope.cancel()
